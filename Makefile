@@ -1,0 +1,31 @@
+# The two commands: `make demo` (pretrain a tiny V-JEPA on synthetic videos, CPU) and `make test`.
+# Both create .venv and install everything on first use.
+# GPU users pick their torch build with one variable, e.g.
+#   make test TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) data_tools/make_synthetic_videos.py --out demo_out/videos
+	$(PY) launch/pretrain.py --config configs/pretrain/tiny_cpu.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest -q -ra tests
+
+bench: $(STAMP)
+	$(PY) bench/step_time.py
+
+clean:
+	rm -rf demo_out .pytest_cache

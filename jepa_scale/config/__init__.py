@@ -1,0 +1,7 @@
+from jepa_scale.config.loader import ConfigError, load_config, save_config, config_to_dict
+from jepa_scale.config.schema import (DEAD_KEYS, DataAugConfig, DataConfig, LoggingConfig, LossConfig, MaskConfig,
+                                      MetaConfig, ModelConfig, OptimizationConfig, PretrainConfig)
+
+__all__ = ["ConfigError", "load_config", "save_config", "config_to_dict", "DEAD_KEYS", "PretrainConfig", "DataConfig",
+           "DataAugConfig", "LoggingConfig", "LossConfig", "MaskConfig", "MetaConfig", "ModelConfig",
+           "OptimizationConfig"]

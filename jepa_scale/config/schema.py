@@ -1,0 +1,204 @@
+"""The typed config tree. Field names are the official V-JEPA YAML keys; our additions are marked.
+
+Each dataclass is one YAML section. `DEAD_KEYS` lists official keys we accept and ignore, with why.
+`validate()` on the root checks the cross-field rules that a single type cannot express.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+# Official keys that parse but change nothing here, and the reason shown by `python -m jepa_scale.config`.
+DEAD_KEYS = {
+    "meta.eval_freq": "the official loop never reads it",
+    "data.decode_one_clip": "the official loader always decodes one clip per sample (num_clips sets how many)",
+    "model.use_activation_checkpointing": "activation checkpointing is chosen by the distributed engine (later issue)",
+    "data.persistent_workers": "our loader keeps its workers for the whole run",
+    "data.pin_mem": "pinned memory is used whenever a CUDA device trains",
+}
+
+
+@dataclass
+class DataConfig:
+    datasets: list[str] = field(default_factory=list)
+    batch_size: int = 24  # per device, as in the official configs
+    dataset_type: str = "VideoDataset"
+    datasets_weights: Optional[list[float]] = None
+    decode_one_clip: bool = True
+    num_clips: int = 1
+    num_frames: int = 16
+    tubelet_size: int = 2
+    sampling_rate: int = 4
+    crop_size: int = 224
+    patch_size: int = 16
+    pin_mem: bool = True
+    num_workers: int = 12
+    persistent_workers: bool = True
+    filter_short_videos: bool = False
+    clip_duration: Optional[float] = None
+    # ours: the video decoder (pyav on CPU; dali arrives with the shard reader)
+    decoder: str = "auto"
+
+
+@dataclass
+class DataAugConfig:
+    auto_augment: bool = False
+    motion_shift: bool = False
+    random_resize_aspect_ratio: list[float] = field(default_factory=lambda: [0.75, 1.35])
+    random_resize_scale: list[float] = field(default_factory=lambda: [0.3, 1.0])
+    reprob: float = 0.0
+    horizontal_flip: bool = True  # ours: the official loader always flips
+
+
+@dataclass
+class LoggingConfig:
+    folder: str = "runs/default"
+    write_tag: str = "jepa"
+    log_freq: int = 10  # ours: steps between host syncs for logging
+    checkpoint_freq: int = 0  # ours: steps between checkpoints (0: once per epoch, as the official code)
+    tensorboard: bool = True  # ours
+
+
+@dataclass
+class LossConfig:
+    loss_exp: float = 1.0
+    reg_coeff: float = 0.0
+
+
+@dataclass
+class MaskConfig:
+    aspect_ratio: list[float] = field(default_factory=lambda: [0.75, 1.5])
+    num_blocks: int = 1
+    spatial_scale: list[float] = field(default_factory=lambda: [0.15, 0.15])
+    temporal_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    max_temporal_keep: float = 1.0
+    max_keep: Optional[int] = None
+    full_complement: bool = False  # V2 key; only false is the V1 behaviour
+
+
+@dataclass
+class MetaConfig:
+    load_checkpoint: bool = False
+    read_checkpoint: Optional[str] = None
+    seed: int = 234
+    eval_freq: int = 100
+    use_sdpa: bool = True
+    dtype: str = "bfloat16"
+    save_every_freq: int = -1  # V2: extra numbered copies every N epochs (-1: never)
+
+
+@dataclass
+class ModelConfig:
+    model_name: str = "vit_large"
+    pred_depth: int = 12
+    pred_embed_dim: int = 384
+    uniform_power: bool = True
+    use_mask_tokens: bool = True
+    zero_init_mask_tokens: bool = True
+    use_activation_checkpointing: bool = False
+    use_rope: bool = False
+    # ours: explicit overrides of the preset (null keeps the preset's value)
+    embed_dim: Optional[int] = None
+    depth: Optional[int] = None
+    num_heads: Optional[int] = None
+    mlp_ratio: Optional[float] = None
+    pred_num_heads: Optional[int] = None  # V2 key; default: the encoder's heads (V1)
+    attention: str = "sdpa"  # ours: sdpa | math | xformers (use_sdpa: false means math)
+
+
+@dataclass
+class OptimizationConfig:
+    ipe: int = 300
+    ipe_scale: float = 1.25
+    clip_grad: Optional[float] = 10.0
+    weight_decay: float = 0.04
+    final_weight_decay: float = 0.4
+    epochs: int = 300
+    warmup: float = 40
+    start_lr: float = 0.0002
+    lr: float = 0.000625
+    final_lr: float = 1.0e-6
+    ema: list[float] = field(default_factory=lambda: [0.998, 1.0])
+    # ours: cosine (V1), constant (V2 pretrain: warmup then constant), linear (V2 cooldown: lr -> final_lr)
+    lr_schedule: str = "cosine"
+    max_steps: Optional[int] = None  # ours: stop after this many steps without changing the schedules
+    # V2 cooldown keys, accepted so V2 files parse; the schedule choice above is what acts
+    is_anneal: bool = False
+    anneal_ckpt: Optional[str] = None
+    resume_anneal: bool = False
+
+
+@dataclass
+class PretrainConfig:
+    app: str = "vjepa"
+    nodes: int = 1
+    tasks_per_node: int = 1
+    data: DataConfig = field(default_factory=DataConfig)
+    data_aug: DataAugConfig = field(default_factory=DataAugConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    mask: list[MaskConfig] = field(default_factory=lambda: [MaskConfig()])
+    meta: MetaConfig = field(default_factory=MetaConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimization: OptimizationConfig = field(default_factory=OptimizationConfig)
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(key path, message) for every rule the values break; empty when the config is usable."""
+        d, m, o = self.data, self.model, self.optimization
+        out = []
+
+        def need(ok: bool, key: str, msg: str):
+            if not ok:
+                out.append((key, msg))
+
+        need(d.batch_size > 0, "data.batch_size", f"must be positive, got {d.batch_size}")
+        need(d.patch_size > 0, "data.patch_size", f"must be positive, got {d.patch_size}")
+        need(d.tubelet_size > 0, "data.tubelet_size", f"must be positive, got {d.tubelet_size}")
+        if d.patch_size > 0:
+            need(d.crop_size % d.patch_size == 0, "data.crop_size",
+                 f"{d.crop_size} is not divisible by data.patch_size={d.patch_size}")
+        if d.tubelet_size > 0 and d.num_frames > 1:
+            need(d.num_frames % d.tubelet_size == 0, "data.num_frames",
+                 f"{d.num_frames} is not divisible by data.tubelet_size={d.tubelet_size}")
+        need(d.num_frames > 0, "data.num_frames", f"must be positive, got {d.num_frames}")
+        need(d.sampling_rate > 0, "data.sampling_rate", f"must be positive, got {d.sampling_rate}")
+        need(d.num_clips > 0, "data.num_clips", f"must be positive, got {d.num_clips}")
+        need(d.num_workers >= 0, "data.num_workers", f"must be >= 0, got {d.num_workers}")
+        need(d.decoder in ("auto", "pyav", "dali"), "data.decoder", f"must be auto, pyav or dali, got {d.decoder!r}")
+        need(d.dataset_type == "VideoDataset", "data.dataset_type",
+             f"only VideoDataset is supported for video pretraining, got {d.dataset_type!r}")
+        if d.datasets_weights is not None:
+            need(len(d.datasets_weights) == len(d.datasets), "data.datasets_weights",
+                 f"has {len(d.datasets_weights)} weights for {len(d.datasets)} datasets")
+        a = self.data_aug
+        need(not a.auto_augment, "data_aug.auto_augment", "is not implemented (the official pretraining configs keep it false)")
+        need(not a.motion_shift, "data_aug.motion_shift", "is not implemented (the official pretraining configs keep it false)")
+        need(a.reprob == 0.0, "data_aug.reprob", "random erasing is not implemented (the official configs use 0.0)")
+        for key, pair in (("data_aug.random_resize_aspect_ratio", a.random_resize_aspect_ratio),
+                          ("data_aug.random_resize_scale", a.random_resize_scale)):
+            need(len(pair) == 2 and 0 < pair[0] <= pair[1], key, f"must be [low, high] with 0 < low <= high, got {pair}")
+        need(len(self.mask) > 0, "mask", "needs at least one mask configuration")
+        for i, mc in enumerate(self.mask):
+            for name in ("aspect_ratio", "spatial_scale", "temporal_scale"):
+                pair = getattr(mc, name)
+                need(len(pair) == 2 and 0 <= pair[0] <= pair[1], f"mask[{i}].{name}",
+                     f"must be [low, high] with 0 <= low <= high, got {pair}")
+            need(mc.num_blocks > 0, f"mask[{i}].num_blocks", f"must be positive, got {mc.num_blocks}")
+            need(0 < mc.max_temporal_keep <= 1, f"mask[{i}].max_temporal_keep", "must be in (0, 1]")
+            need(not mc.full_complement, f"mask[{i}].full_complement", "only the V1 behaviour (false) is implemented")
+        need(self.meta.dtype in ("bfloat16", "float32", "float16"), "meta.dtype",
+             f"must be bfloat16, float16 or float32, got {self.meta.dtype!r}")
+        need(m.use_mask_tokens, "model.use_mask_tokens", "must be true: V-JEPA predicts from learned mask tokens")
+        need(not m.use_rope, "model.use_rope", "V2's rotary embeddings are not implemented; V1 sin-cos tables are")
+        need(m.attention in ("sdpa", "math", "xformers"), "model.attention",
+             f"must be sdpa, math or xformers, got {m.attention!r}")
+        need(o.lr_schedule in ("cosine", "constant", "linear"), "optimization.lr_schedule",
+             f"must be cosine, constant or linear, got {o.lr_schedule!r}")
+        need(len(o.ema) == 2 and 0 <= o.ema[0] <= o.ema[1] <= 1, "optimization.ema",
+             f"must be [start, end] with 0 <= start <= end <= 1, got {o.ema}")
+        need(o.ipe > 0, "optimization.ipe", f"must be positive, got {o.ipe}")
+        need(o.epochs > 0, "optimization.epochs", f"must be positive, got {o.epochs}")
+        need(o.max_steps is None or o.max_steps > 0, "optimization.max_steps", "must be positive or null")
+        need(self.loss.loss_exp > 0, "loss.loss_exp", f"must be positive, got {self.loss.loss_exp}")
+        need(self.logging.log_freq > 0, "logging.log_freq", f"must be positive, got {self.logging.log_freq}")
+        return out

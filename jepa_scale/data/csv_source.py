@@ -1,0 +1,67 @@
+"""The official CSV video list: one video a line, `path label`, space-separated, no header."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class DataError(ValueError):
+    """A data source is unusable as a whole (missing CSV, no usable lines)."""
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    path: str
+    label: int
+    source: str  # "file.csv:LINE", for messages about this video
+
+
+@dataclass(frozen=True)
+class BadLine:
+    csv: str
+    line: int
+    text: str
+    reason: str
+
+
+def read_video_csv(csv_path: str | Path) -> tuple[list[VideoRecord], list[BadLine]]:
+    """Parse one CSV. The path is everything before the last whitespace, so paths with spaces survive."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise DataError(f"{csv_path}: video list not found")
+    records, bad = [], []
+    with open(csv_path, encoding="utf-8", errors="replace") as f:
+        for n, raw in enumerate(f, start=1):
+            text = raw.strip()
+            if not text:
+                continue
+            parts = text.rsplit(maxsplit=1)
+            if len(parts) != 2:
+                bad.append(BadLine(str(csv_path), n, text, "expected 'path label'"))
+                continue
+            path, label = parts
+            try:
+                label = int(label)
+            except ValueError:
+                bad.append(BadLine(str(csv_path), n, text, f"label {label!r} is not an integer"))
+                continue
+            records.append(VideoRecord(path, label, f"{csv_path}:{n}"))
+    return records, bad
+
+
+def read_video_lists(csv_paths: list[str]) -> list[VideoRecord]:
+    """All records of several CSVs, in order; bad lines are logged with their line numbers and skipped."""
+    if not csv_paths:
+        raise DataError("data.datasets is empty: give at least one CSV video list")
+    records = []
+    for p in csv_paths:
+        recs, bad = read_video_csv(p)
+        for b in bad:
+            log.warning("skipping %s:%d (%s): %r", b.csv, b.line, b.reason, b.text)
+        records += recs
+    if not records:
+        raise DataError(f"no usable video lines in {', '.join(csv_paths)}")
+    return records

@@ -1,0 +1,160 @@
+"""Decode only the frames a clip needs with PyAV (FFmpeg) on the CPU.
+
+Frame i of a video is the i-th frame in presentation order. Near the start we decode sequentially; further in we
+seek to the keyframe before the first wanted frame and map frames to indices by their timestamps, falling back to
+a sequential decode when timestamps are missing or a seek lands past the target. Per-packet decode errors (corrupt
+packets) are skipped; other streams (audio) are never demuxed.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+try:
+    import av
+except ImportError as e:  # pragma: no cover - av is a core dependency
+    raise ImportError("PyAV is required for video decoding: pip install av") from e
+
+MIN_FILE_BYTES = 1024  # the official loader skips files under 1 KB
+SEQUENTIAL_BELOW = 48  # frames: decoding from the start is cheaper than a seek for the first few dozen
+
+
+class VideoError(Exception):
+    """This video cannot give a clip; `reason` says why (logged with the path, counted, never fatal)."""
+
+    def __init__(self, reason: str, true_frames: int | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.true_frames = true_frames  # set when the header overstated the frame count
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    num_frames: int  # from the header, or duration x rate when the header has none
+    fps: float
+    width: int
+    height: int
+
+
+def _check_file(path: str):
+    if not os.path.exists(path):
+        raise VideoError("missing file")
+    size = os.path.getsize(path)
+    if size < MIN_FILE_BYTES:
+        raise VideoError(f"file too small ({size} bytes)")
+
+
+def _open(path: str):
+    _check_file(path)
+    try:
+        container = av.open(path, metadata_errors="ignore")
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
+        raise VideoError(f"not a readable video ({type(e).__name__}: {e})") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoError("no video stream")
+    return container, container.streams.video[0]
+
+
+def _rate(stream) -> float:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    return float(rate) if rate else 0.0
+
+
+def _info(container, stream) -> VideoInfo:
+    fps = _rate(stream)
+    n = stream.frames
+    if not n:
+        if stream.duration and stream.time_base:
+            seconds = float(stream.duration * stream.time_base)
+        elif container.duration:
+            seconds = container.duration / av.time_base
+        else:
+            seconds = 0.0
+        n = int(round(seconds * fps))
+    ctx = stream.codec_context
+    return VideoInfo(num_frames=int(n), fps=fps, width=ctx.width or 0, height=ctx.height or 0)
+
+
+def _frames(container, stream):
+    """Decoded frames of the video stream; undecodable packets are skipped."""
+    for packet in container.demux(stream):
+        try:
+            yield from packet.decode()
+        except av.error.FFmpegError:  # a corrupt packet: skip it, keep decoding
+            continue
+
+
+class PyAVDecoder:
+    name = "pyav"
+
+    def __init__(self, threads: int = 1):
+        self.threads = threads
+
+    def probe(self, path: str) -> VideoInfo:
+        container, stream = _open(path)
+        with container:
+            info = _info(container, stream)
+        if info.num_frames <= 0:
+            raise VideoError("header gives no frame count or duration")
+        return info
+
+    def clip(self, path: str, indices) -> np.ndarray:
+        """uint8 [len(indices), H, W, 3] for the given frame indices (any order, repeats allowed)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        container, stream = _open(path)
+        with container:
+            if self.threads > 1:
+                stream.thread_type = "AUTO"
+                stream.codec_context.thread_count = self.threads
+            wanted = np.unique(indices)
+            got = None
+            if wanted[0] >= SEQUENTIAL_BELOW:
+                got = self._decode_after_seek(container, stream, wanted)
+            if got is None:
+                container.seek(0)
+                got = self._decode_sequential(container, stream, wanted)
+        return np.stack([got[int(i)] for i in indices])
+
+    @staticmethod
+    def _decode_sequential(container, stream, wanted):
+        got, last, want = {}, -1, set(wanted.tolist())
+        for last, frame in enumerate(_frames(container, stream)):
+            if last in want:
+                got[last] = frame.to_ndarray(format="rgb24")
+                if len(got) == len(want):
+                    return got
+        if last < 0:
+            raise VideoError("no decodable video frames")
+        raise VideoError(f"has {last + 1} frames, fewer than the header says", true_frames=last + 1)
+
+    @staticmethod
+    def _decode_after_seek(container, stream, wanted):
+        """None when timestamps cannot be trusted (the caller then decodes sequentially)."""
+        fps, tb = _rate(stream), stream.time_base
+        if not fps or not tb:
+            return None
+        start = stream.start_time or 0
+        rate = Fraction(fps).limit_denominator(1 << 20)
+        to_index = lambda pts: int(round(float((pts - start) * tb * rate)))  # noqa: E731
+        target_pts = start + int(Fraction(int(wanted[0])) / rate / tb)
+        try:
+            container.seek(target_pts, backward=True, any_frame=False, stream=stream)
+        except av.error.FFmpegError:
+            return None
+        got, want, first = {}, set(wanted.tolist()), True
+        for frame in _frames(container, stream):
+            if frame.pts is None:
+                return None
+            i = to_index(frame.pts)
+            if first and i > wanted[0]:
+                return None  # the seek landed past the target
+            first = False
+            if i in want and i not in got:
+                got[i] = frame.to_ndarray(format="rgb24")
+                if len(got) == len(want):
+                    return got
+        return None  # ran out (or timestamps skipped indices): let the sequential decode count frames

@@ -1,0 +1,88 @@
+"""Synthetic labelled videos: a shape moving across a textured background; class = shape x direction.
+
+Real encoded files (mp4/H.264 by default), so the demo and tests exercise the same decode path as user data.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+SHAPES = ("square", "disc", "triangle")
+DIRECTIONS = ((1, 0), (-1, 0), (0, 1), (0, -1))  # (dx, dy): right, left, down, up
+NUM_CLASSES = len(SHAPES) * len(DIRECTIONS)
+
+
+def _shape_mask(kind: str, size: int) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    c = (size - 1) / 2
+    if kind == "square":
+        return np.ones((size, size), bool)
+    if kind == "disc":
+        return (yy - c) ** 2 + (xx - c) ** 2 <= (size / 2) ** 2
+    return (yy >= (size - 1) - 2 * np.abs(xx - c))  # triangle pointing up
+
+
+def moving_shape_frames(label: int, num_frames: int, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """uint8 [T, H, W, 3] for class `label`."""
+    kind = SHAPES[label // len(DIRECTIONS)]
+    dx, dy = DIRECTIONS[label % len(DIRECTIONS)]
+    size = max(8, min(height, width) // 4)
+    mask = _shape_mask(kind, size)
+    color = rng.integers(150, 256, size=3)
+    background = rng.integers(0, 90, size=(height // 8 + 1, width // 8 + 1, 3)).repeat(8, 0).repeat(8, 1)
+    background = background[:height, :width].astype(np.uint8)
+    speed = rng.uniform(0.6, 1.4) * max(height, width) / num_frames
+    x0, y0 = rng.uniform(0, width - size), rng.uniform(0, height - size)
+    frames = np.empty((num_frames, height, width, 3), np.uint8)
+    for t in range(num_frames):
+        # bounce off the borders so the shape stays visible and keeps its direction class on average
+        x = int(abs((x0 + dx * speed * t) % (2 * (width - size)) - 0)) if dx else int(x0)
+        y = int(abs((y0 + dy * speed * t) % (2 * (height - size)))) if dy else int(y0)
+        x = x if x <= width - size else 2 * (width - size) - x
+        y = y if y <= height - size else 2 * (height - size) - y
+        frame = background.copy()
+        frame[y:y + size, x:x + size][mask] = color
+        frames[t] = frame
+    return frames
+
+
+def write_video(path: str | Path, frames: np.ndarray, fps: int = 8, codec: str = "libx264",
+                pix_fmt: str = "yuv420p", gop: int = 16, options: dict | None = None):
+    """Encode uint8 [T, H, W, 3] frames with PyAV; the container follows the file extension."""
+    import av
+
+    with av.open(str(path), mode="w") as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = pix_fmt
+        stream.gop_size = gop
+        if options:
+            stream.options = options
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def make_moving_shapes(out_dir: str | Path, num_videos: int = 48, num_frames: int = 48, height: int = 128,
+                       width: int = 160, fps: int = 8, seed: int = 0, progress: bool = False) -> Path:
+    """Write `num_videos` mp4 files (classes round-robin) and `videos.csv` in the official format; returns the CSV."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    lines = []
+    items = range(num_videos)
+    if progress:
+        from tqdm import tqdm
+        items = tqdm(items, desc="synthetic videos", unit="video")
+    for i in items:
+        label = i % NUM_CLASSES
+        path = out_dir / f"shape_{i:04d}_c{label:02d}.mp4"
+        if not path.exists():
+            write_video(path, moving_shape_frames(label, num_frames, height, width, rng), fps=fps)
+        lines.append(f"{path.resolve()} {label}\n")
+    csv = out_dir / "videos.csv"
+    csv.write_text("".join(lines))
+    return csv

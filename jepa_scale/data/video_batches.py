@@ -1,0 +1,108 @@
+"""Batches of augmented clips and masks, each a pure function of (seed, batch counter, micro-batch index).
+
+Global batch j of the data stream takes the j-th slice of a per-epoch permutation of the videos (drop-last, as
+the official DistributedSampler); micro-batch r of it takes the r-th `batch_size` part. Clip sampling,
+augmentation and masks draw from generators seeded by (seed, j, r, sample). Nothing depends on the worker or
+world size, so a run resumed at batch j sees exactly the data an uninterrupted run would.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+
+import numpy as np
+import torch
+
+from jepa_scale.data.augment import augment_clip
+from jepa_scale.data.batch import Batch
+from jepa_scale.data.csv_source import DataError, VideoRecord
+from jepa_scale.data.pyav_decoder import PyAVDecoder, VideoError
+from jepa_scale.data.sampling import clip_indices
+from jepa_scale.masks import MultiBlockMasks
+
+log = logging.getLogger(__name__)
+
+
+class ClipLoader:
+    """One video -> one augmented clip [3, T, crop, crop], or VideoError."""
+
+    def __init__(self, data_cfg, aug_cfg, decoder=None):
+        self.d, self.a = data_cfg, aug_cfg
+        self.decoder = decoder or PyAVDecoder()
+
+    def _indices(self, num_frames: int, fps: float, rng):
+        d = self.d
+        step = d.sampling_rate
+        if d.clip_duration is not None:  # official: a fixed duration in seconds overrides the frame step
+            step = max(1, int(d.clip_duration * fps / d.num_frames))
+        if d.filter_short_videos and num_frames < d.num_frames * step:
+            raise VideoError(f"too short ({num_frames} frames < {d.num_frames * step})")
+        return clip_indices(num_frames, d.num_frames, step, d.num_clips, rng)
+
+    def __call__(self, path: str, rng: np.random.Generator) -> torch.Tensor:
+        info = self.decoder.probe(path)
+        clips = self._indices(info.num_frames, info.fps, rng)
+        flat = np.concatenate(clips)
+        try:
+            frames = self.decoder.clip(path, flat)
+        except VideoError as e:
+            if not e.true_frames:
+                raise
+            # the header overstated the length: sample again within the frames that exist
+            clips = self._indices(e.true_frames, info.fps, rng)
+            frames = self.decoder.clip(path, np.concatenate(clips))
+        frames = torch.from_numpy(frames)
+        T = self.d.num_frames
+        views = [augment_clip(frames[i * T:(i + 1) * T], self.d.crop_size, self.a.random_resize_scale,
+                              self.a.random_resize_aspect_ratio, rng, self.a.horizontal_flip)
+                 for i in range(len(clips))]
+        return views[0] if len(views) == 1 else torch.stack(views)
+
+
+class VideoBatches(torch.utils.data.Dataset):
+    """Map-style: item j is micro-batch `micro_index` of global batch j. Use with `batch_size=None`."""
+
+    def __init__(self, records: list[VideoRecord], cfg, seed: int, micro_index: int = 0, num_micro: int = 1,
+                 decoder=None):
+        d = cfg.data
+        self.records, self.seed = records, seed
+        self.batch_size, self.micro_index, self.num_micro = d.batch_size, micro_index, num_micro
+        self.global_batch = d.batch_size * num_micro
+        self.batches_per_epoch = len(records) // self.global_batch
+        if self.batches_per_epoch == 0:
+            raise DataError(f"{len(records)} videos cannot fill one global batch of {self.global_batch} "
+                            f"(data.batch_size={d.batch_size} x {num_micro} micro-batches)")
+        self.clip_loader = ClipLoader(d, cfg.data_aug, decoder)
+        self.masks = MultiBlockMasks(cfg.mask, d.crop_size, d.num_frames, d.patch_size, d.tubelet_size)
+
+    def __len__(self):  # nominal; the stream is indexed by an unbounded batch counter
+        return self.batches_per_epoch
+
+    @functools.lru_cache(maxsize=2)
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        return torch.randperm(len(self.records), generator=torch.Generator().manual_seed(self.seed * 100003 + epoch))
+
+    def epoch_of(self, batch_index: int) -> int:
+        return batch_index // self.batches_per_epoch
+
+    def sample_ids(self, j: int) -> list[int]:
+        epoch, k = divmod(j, self.batches_per_epoch)
+        start = k * self.global_batch + self.micro_index * self.batch_size
+        return self._permutation(epoch)[start:start + self.batch_size].tolist()
+
+    def __getitem__(self, j: int) -> Batch:
+        clips, labels, skipped = [], [], []
+        for pos, i in enumerate(self.sample_ids(j)):
+            rec = self.records[i]
+            rng = np.random.default_rng([self.seed, j, self.micro_index, pos])
+            try:
+                clips.append(self.clip_loader(rec.path, rng))
+                labels.append(rec.label)
+            except VideoError as e:
+                skipped.append((f"{rec.source} {rec.path}", e.reason))
+        B = len(clips)
+        if B == 0:
+            return Batch(torch.empty(0), torch.empty(0, dtype=torch.long), [], [], j, skipped)
+        mask_seed = int(np.random.default_rng([self.seed, j, self.micro_index, 1 << 20]).integers(1 << 62))
+        masks_ctx, masks_tgt = self.masks(B, j, mask_seed)
+        return Batch(torch.stack(clips), torch.tensor(labels), masks_ctx, masks_tgt, j, skipped)

@@ -1,0 +1,3 @@
+from jepa_scale.masks.multiblock3d import MaskGenerator, MultiBlockMasks
+
+__all__ = ["MaskGenerator", "MultiBlockMasks"]

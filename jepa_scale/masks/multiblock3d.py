@@ -1,0 +1,83 @@
+"""V-JEPA multiblock 3-D masks with the official collator's semantics.
+
+One block size per batch, from a generator seeded by the batch counter (the official collator shares that
+counter across loader workers, so every rank and worker draws the same size for the same batch). Block placement
+is per sample; we draw it from a generator the caller seeds from (run seed, batch, micro-batch), which makes the
+masks a function of the batch position instead of a worker's global RNG state (so resumes reproduce them).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+class MaskGenerator:
+    def __init__(self, crop_size: int, num_frames: int, patch_size: int, tubelet_size: int, spatial_scale,
+                 temporal_scale, aspect_ratio, num_blocks: int, max_temporal_keep: float = 1.0, max_keep=None):
+        self.height = self.width = crop_size // patch_size
+        self.duration = num_frames // tubelet_size
+        self.spatial_scale, self.temporal_scale = tuple(spatial_scale), tuple(temporal_scale)
+        self.aspect_ratio, self.num_blocks = tuple(aspect_ratio), num_blocks
+        self.max_context_duration = max(1, int(self.duration * max_temporal_keep))
+        self.max_keep = max_keep
+
+    def block_size(self, batch_counter: int) -> tuple[int, int, int]:
+        g = torch.Generator().manual_seed(batch_counter)
+
+        def uniform(lo_hi):
+            return lo_hi[0] + torch.rand(1, generator=g).item() * (lo_hi[1] - lo_hi[0])
+
+        t = max(1, int(self.duration * uniform(self.temporal_scale)))
+        keep = int(self.height * self.width * uniform(self.spatial_scale))
+        ar = uniform(self.aspect_ratio)
+        h = min(int(round(math.sqrt(keep * ar))), self.height)
+        w = min(int(round(math.sqrt(keep / ar))), self.width)
+        return t, h, w
+
+    def _sample_context(self, size, g: torch.Generator) -> torch.Tensor:
+        """[T', H', W'] bool: True where the token stays in the context."""
+        t, h, w = size
+        keep = torch.ones(self.duration, self.height, self.width, dtype=torch.bool)
+        for _ in range(self.num_blocks):
+            top = int(torch.randint(0, self.height - h + 1, (1,), generator=g))
+            left = int(torch.randint(0, self.width - w + 1, (1,), generator=g))
+            start = int(torch.randint(0, self.duration - t + 1, (1,), generator=g))
+            keep[start:start + t, top:top + h, left:left + w] = False
+        if self.max_context_duration < self.duration:
+            keep[self.max_context_duration:] = False
+        return keep
+
+    def __call__(self, batch_size: int, batch_counter: int, g: torch.Generator):
+        """-> (context [B, K_ctx], target [B, K_tgt]) LongTensors, sorted, cut to the batch minimum."""
+        size = self.block_size(batch_counter)
+        ctx, tgt = [], []
+        for _ in range(batch_size):
+            while True:  # an empty context is redrawn
+                keep = self._sample_context(size, g).flatten()
+                c = torch.nonzero(keep).squeeze(1)
+                if len(c):
+                    break
+            ctx.append(c)
+            tgt.append(torch.nonzero(~keep).squeeze(1))
+        k_ctx = min(len(c) for c in ctx)
+        if self.max_keep is not None:
+            k_ctx = min(k_ctx, self.max_keep)
+        k_tgt = min(len(t) for t in tgt)
+        return torch.stack([c[:k_ctx] for c in ctx]), torch.stack([t[:k_tgt] for t in tgt])
+
+
+class MultiBlockMasks:
+    """All mask configurations of a run; `__call__` gives one (context, target) pair per configuration."""
+
+    def __init__(self, mask_cfgs, crop_size: int, num_frames: int, patch_size: int, tubelet_size: int):
+        self.generators = [
+            MaskGenerator(crop_size, num_frames, patch_size, tubelet_size, m.spatial_scale, m.temporal_scale,
+                          m.aspect_ratio, m.num_blocks, m.max_temporal_keep, m.max_keep)
+            for m in mask_cfgs
+        ]
+
+    def __call__(self, batch_size: int, batch_counter: int, seed: int):
+        g = torch.Generator().manual_seed(seed)
+        pairs = [gen(batch_size, batch_counter, g) for gen in self.generators]
+        return [p[0] for p in pairs], [p[1] for p in pairs]

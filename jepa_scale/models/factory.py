@@ -1,0 +1,27 @@
+"""Build the encoder and predictor that a config describes."""
+from __future__ import annotations
+
+from jepa_scale.models.predictor import Predictor
+from jepa_scale.models.vit import VisionTransformer, preset_arch
+
+
+def attention_backend(cfg) -> str:
+    # the official `use_sdpa: false` meant the plain formula
+    return cfg.model.attention if cfg.meta.use_sdpa else "math"
+
+
+def build_encoder(cfg) -> VisionTransformer:
+    m, d = cfg.model, cfg.data
+    arch = preset_arch(m.model_name, embed_dim=m.embed_dim, depth=m.depth, num_heads=m.num_heads,
+                       mlp_ratio=m.mlp_ratio, patch_size=d.patch_size)
+    return VisionTransformer(img_size=d.crop_size, num_frames=d.num_frames, tubelet_size=d.tubelet_size,
+                             uniform_power=m.uniform_power, attention=attention_backend(cfg), **arch)
+
+
+def build_predictor(cfg, encoder: VisionTransformer) -> Predictor:
+    m, d = cfg.model, cfg.data
+    return Predictor(img_size=d.crop_size, patch_size=d.patch_size, num_frames=d.num_frames,
+                     tubelet_size=d.tubelet_size, embed_dim=encoder.embed_dim, predictor_embed_dim=m.pred_embed_dim,
+                     depth=m.pred_depth, num_heads=m.pred_num_heads or encoder.num_heads,
+                     uniform_power=m.uniform_power, num_mask_tokens=len(cfg.mask),
+                     zero_init_mask_tokens=m.zero_init_mask_tokens, attention=attention_backend(cfg))

@@ -1,0 +1,191 @@
+"""The V-JEPA video/image ViT encoder: tubelet (or 2-D patch) embedding, fixed sin-cos positions, pre-norm blocks."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from jepa_scale.models.attention import attention
+from jepa_scale.models.pos_embed import sincos_2d, sincos_3d
+from jepa_scale.models.tokens import gather_tokens
+
+
+@dataclass(frozen=True)
+class Preset:
+    embed_dim: int
+    depth: int
+    num_heads: int
+    mlp_ratio: float = 4.0
+    patch_size: int = 16
+
+
+PRESETS = {
+    "vit_tiny": Preset(192, 12, 3),
+    "vit_small": Preset(384, 12, 6),
+    "vit_base": Preset(768, 12, 12),
+    "vit_large": Preset(1024, 24, 16),
+    "vit_huge": Preset(1280, 32, 16),
+    "vit_giant": Preset(1408, 40, 16, 48 / 11),
+    # The official preset misspells its MLP-ratio argument, so its 64/13 never applies: trained weights are 4x MLPs.
+    "vit_gigantic": Preset(1664, 48, 16, 4.0, patch_size=14),
+}
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, num_heads: int, backend: str = "sdpa"):
+        super().__init__()
+        self.num_heads, self.backend = num_heads, backend
+        self.qkv = nn.Linear(dim, dim * 3, bias=True)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        B, N, C = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # each [B, heads, N, hd]
+        x = attention(q, k, v, self.backend)
+        return self.proj(x.transpose(1, 2).reshape(B, N, C))
+
+
+class MLP(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, backend: str = "sdpa"):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, num_heads, backend)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = MLP(dim, int(dim * mlp_ratio))
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class PatchEmbed(nn.Module):
+    """Conv3d tubelets for video ([B, 3, T, H, W]), Conv2d patches for images ([B, 3, H, W]); -> [B, N, D]."""
+
+    def __init__(self, patch_size: int, tubelet_size: int, embed_dim: int, video: bool, in_chans: int = 3):
+        super().__init__()
+        if video:
+            k = (tubelet_size, patch_size, patch_size)
+            self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=k, stride=k)
+        else:
+            self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x):
+        return self.proj(x).flatten(2).transpose(1, 2)  # tokens in (t, h, w) order
+
+
+def init_vit_weights(module: nn.Module, std: float = 0.02, convs: bool = True):
+    """Truncated-normal Linear (and Conv) weights, zero biases, LayerNorm (1, 0), as the official `_init_weights`."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear) or (convs and isinstance(m, (nn.Conv2d, nn.Conv3d))):
+            nn.init.trunc_normal_(m.weight, std=std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def rescale_blocks(blocks: nn.ModuleList):
+    """Divide block i's (1-based) attn.proj and mlp.fc2 weights by sqrt(2 i), as the official model classes do."""
+    with torch.no_grad():
+        for i, blk in enumerate(blocks, start=1):
+            blk.attn.proj.weight.div_(math.sqrt(2.0 * i))
+            blk.mlp.fc2.weight.div_(math.sqrt(2.0 * i))
+
+
+class VisionTransformer(nn.Module):
+    def __init__(self, img_size=224, patch_size=16, num_frames=16, tubelet_size=2, embed_dim=768, depth=12,
+                 num_heads=12, mlp_ratio=4.0, uniform_power=False, attention="sdpa", init_std=0.02):
+        super().__init__()
+        self.img_size, self.patch_size = img_size, patch_size
+        self.num_frames, self.tubelet_size = num_frames, tubelet_size
+        self.is_video = num_frames > 1
+        self.embed_dim = self.num_features = embed_dim
+        self.num_heads = num_heads
+        self.uniform_power = uniform_power
+        self.patch_embed = PatchEmbed(patch_size, tubelet_size, embed_dim, self.is_video)
+        self.grid_size, self.grid_depth = img_size // patch_size, num_frames // tubelet_size
+        self.num_patches = self.grid_size ** 2 * (self.grid_depth if self.is_video else 1)
+        # a frozen Parameter, not a buffer, so the state dict matches the official layout
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.num_patches, embed_dim), requires_grad=False)
+        self.blocks = nn.ModuleList([Block(embed_dim, num_heads, mlp_ratio, attention) for _ in range(depth)])
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        init_vit_weights(self, init_std)
+        rescale_blocks(self.blocks)
+        self.reset_pos_embed()
+
+    def reset_pos_embed(self):
+        d = self.embed_dim
+        table = (sincos_3d(d, self.grid_size, self.grid_depth, self.uniform_power) if self.is_video
+                 else sincos_2d(d, self.grid_size))
+        with torch.no_grad():
+            self.pos_embed.copy_(table.unsqueeze(0))
+
+    def set_attention_backend(self, backend: str):
+        for blk in self.blocks:
+            blk.attn.backend = backend
+
+    def interpolate_pos_encoding(self, x: torch.Tensor) -> torch.Tensor:
+        """The table for x's size: trilinear (video) or bicubic (image) resize when it differs from training."""
+        pos, D = self.pos_embed, self.embed_dim
+        if self.is_video:
+            _, _, T, H, W = x.shape
+            if (T, H, W) == (self.num_frames, self.img_size, self.img_size):
+                return pos
+            g, gd = self.grid_size, self.grid_depth
+            scale = ((T // self.tubelet_size) / gd, (H // self.patch_size) / g, (W // self.patch_size) / g)
+            pos = F.interpolate(pos.reshape(1, gd, g, g, D).permute(0, 4, 1, 2, 3), scale_factor=scale, mode="trilinear")
+            return pos.permute(0, 2, 3, 4, 1).reshape(1, -1, D)
+        _, _, H, W = x.shape
+        if (H, W) == (self.img_size, self.img_size):
+            return pos
+        g = self.grid_size
+        scale = math.sqrt((H // self.patch_size) * (W // self.patch_size) / self.num_patches)
+        pos = F.interpolate(pos.reshape(1, g, g, D).permute(0, 3, 1, 2), scale_factor=scale, mode="bicubic")
+        return pos.permute(0, 2, 3, 1).reshape(1, -1, D)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 3, T, H, W] -> [B, N, D] patch tokens with positions; run once per clip, shared by all masks."""
+        return self.patch_embed(x) + self.interpolate_pos_encoding(x)
+
+    def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        for blk in self.blocks:
+            tokens = blk(tokens)
+        return self.norm(tokens)
+
+    def forward(self, x: torch.Tensor, masks: torch.Tensor | list[torch.Tensor] | None = None):
+        """masks None -> [B, N, D]; LongTensor [B, K] -> [B, K, D]; a list of them -> a list, one per mask,
+        with the patch embedding computed once."""
+        tokens = self.embed(x)
+        if masks is None:
+            return self.encode_tokens(tokens)
+        if isinstance(masks, torch.Tensor):
+            return self.encode_tokens(gather_tokens(tokens, masks))
+        return [self.encode_tokens(gather_tokens(tokens, m)) for m in masks]
+
+
+def preset_arch(model_name: str, **overrides) -> dict:
+    """A preset's architecture by official name, with any of embed_dim, depth, num_heads, mlp_ratio, patch_size
+    overridden (None keeps the preset's value)."""
+    if model_name not in PRESETS:
+        raise ValueError(f"unknown model_name {model_name!r}; choose one of {', '.join(PRESETS)}")
+    p = PRESETS[model_name]
+    arch = dict(embed_dim=p.embed_dim, depth=p.depth, num_heads=p.num_heads, mlp_ratio=p.mlp_ratio,
+                patch_size=p.patch_size)
+    arch.update({k: v for k, v in overrides.items() if v is not None})
+    return arch

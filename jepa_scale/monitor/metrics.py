@@ -1,0 +1,78 @@
+"""Training metrics: buffered per step as device scalars, read back once per log interval, written to a CSV log
+(opened once) and tensorboard."""
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+CSV_COLUMNS = ("epoch", "itr", "loss", "lr", "wd", "momentum", "grad_norm", "target_std", "samples_per_s",
+               "data_wait_frac", "step_time_s")
+
+
+class Metrics:
+    def __init__(self, folder: str | Path, write_tag: str, rank: int = 0, tensorboard: bool = True,
+                 log_freq: int = 10, samples_per_step: int = 1, resume: bool = False):
+        self.folder = Path(folder)
+        self.log_freq, self.samples_per_step = log_freq, samples_per_step
+        self.csv_path = self.folder / f"{write_tag}_r{rank}.csv"
+        # a resumed run continues its log; a fresh run starts a new one
+        new = not (resume and self.csv_path.exists())
+        self._csv_file = open(self.csv_path, "w" if new else "a", newline="")
+        self._csv = csv.writer(self._csv_file)
+        if new:
+            self._csv.writerow(CSV_COLUMNS)
+        self._tb = None
+        if tensorboard and rank == 0:
+            from torch.utils.tensorboard import SummaryWriter
+            self._tb = SummaryWriter(str(self.folder / "tensorboard"))
+        self._rows: list[tuple[int, int, dict, dict]] = []
+        self._data_wait = 0.0
+        self._t0 = time.perf_counter()
+        self.last: dict = {}
+
+    def add_data_wait(self, seconds: float):
+        self._data_wait += seconds
+
+    def log(self, step: int, epoch: int, device_scalars: dict, host_scalars: dict):
+        """device_scalars: 0-d tensors (not read now); host_scalars: Python floats. Flushes every log_freq steps."""
+        self._rows.append((step, epoch, device_scalars, host_scalars))
+        if len(self._rows) >= self.log_freq:
+            self.flush()
+
+    def flush(self):
+        if not self._rows:
+            return
+        keys = list(self._rows[0][2])
+        values = torch.stack([torch.stack([r[2][k].float() for k in keys]) for r in self._rows]).tolist()  # one sync
+        elapsed = time.perf_counter() - self._t0
+        n = len(self._rows)
+        rate = {"samples_per_s": n * self.samples_per_step / elapsed, "data_wait_frac": self._data_wait / elapsed,
+                "step_time_s": elapsed / n}
+        for (step, epoch, _, host), vals in zip(self._rows, values):
+            row = dict(zip(keys, vals), **host, **rate)
+            self._csv.writerow([epoch, step] + [row.get(c, "") for c in CSV_COLUMNS[2:]])
+            if self._tb:
+                for k, v in row.items():
+                    self._tb.add_scalar(f"train/{k}", v, step)
+        self._csv_file.flush()
+        if self._tb:
+            self._tb.flush()
+        self.last = dict(row, step=self._rows[-1][0], epoch=self._rows[-1][1])
+        log.info("step %d  loss %.4f  lr %.3g  wd %.3g  m %.5f  grad %.3f  %.1f samples/s  data-wait %.0f%%",
+                 self.last["step"], row["loss"], row["lr"], row["wd"], row["momentum"], row.get("grad_norm", 0.0),
+                 rate["samples_per_s"], 100 * rate["data_wait_frac"])
+        self._rows.clear()
+        self._data_wait = 0.0
+        self._t0 = time.perf_counter()
+
+    def close(self):
+        self.flush()
+        self._csv_file.close()
+        if self._tb:
+            self._tb.close()

@@ -1,0 +1,130 @@
+"""The pretraining loop. Components are built in `Trainer.__init__`; `run()` is the loop itself."""
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from jepa_scale.checkpoint import atomic_save, load_strict, pretrain_checkpoint, read_checkpoint
+from jepa_scale.config import save_config
+from jepa_scale.data import DataStream, VideoBatches, read_video_lists
+from jepa_scale.distributed.engine import Engine, SingleEngine
+from jepa_scale.models import build_encoder, build_predictor
+from jepa_scale.monitor.metrics import Metrics
+from jepa_scale.train.objective import jepa_loss, predict, std_regulariser, target_features
+from jepa_scale.train.optim import make_optimizer, reinit_like_v1_train, set_lr_wd
+from jepa_scale.train.schedules import Schedules
+
+log = logging.getLogger(__name__)
+
+
+def build_models(cfg):
+    """Encoder, predictor and target as the V1 train script makes them (seeded by meta.seed)."""
+    torch.manual_seed(cfg.meta.seed)
+    encoder = build_encoder(cfg)
+    predictor = build_predictor(cfg, encoder)
+    reinit_like_v1_train(encoder, predictor)
+    target = copy.deepcopy(encoder)
+    return encoder, predictor, target
+
+
+def default_engine(cfg) -> Engine:
+    return SingleEngine("cuda" if torch.cuda.is_available() else "cpu", cfg.meta.dtype)
+
+
+class Trainer:
+    def __init__(self, cfg, engine: Engine | None = None, decoder=None):
+        self.cfg = cfg
+        self.folder = Path(cfg.logging.folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, self.folder / "config.yaml")
+        self.engine = engine or default_engine(cfg)
+        self.engine.setup(*build_models(cfg), optimizer_factory=make_optimizer)
+        self.schedules = Schedules.from_config(cfg.optimization)
+        o = cfg.optimization
+        self.stop_step = min(o.epochs * o.ipe, o.max_steps or o.epochs * o.ipe)
+        self.latest_path = self.folder / f"{cfg.logging.write_tag}-latest.pth.tar"
+        batches = VideoBatches(read_video_lists(cfg.data.datasets), cfg, seed=cfg.meta.seed,
+                               micro_index=self.engine.rank, num_micro=self.engine.world_size, decoder=decoder)
+        self.stream = DataStream(batches, cfg.data.num_workers, self.engine.device.type == "cuda",
+                                 skip_report=self.folder / "skipped_videos.tsv")
+        self.step = 0
+        if cfg.meta.load_checkpoint:
+            self.resume()
+        self.metrics = Metrics(self.folder, cfg.logging.write_tag, self.engine.rank, cfg.logging.tensorboard,
+                               cfg.logging.log_freq, cfg.data.batch_size * self.engine.world_size,
+                               resume=cfg.meta.load_checkpoint)
+
+    # -- checkpoints
+    def save(self, loss: float):
+        o, step = self.cfg.optimization, self.step
+        extra = {"step": step, "data": self.stream.state_dict(), "version": 1}
+        ckpt = pretrain_checkpoint(**self.engine.state_dict_parts(), epoch=step // o.ipe, loss=loss,
+                                   batch_size=self.cfg.data.batch_size, world_size=self.engine.world_size,
+                                   lr=self.schedules.lr(step), extra=extra)
+        if self.engine.rank == 0:
+            atomic_save(ckpt, self.latest_path)
+        log.info("checkpoint at step %d: %s", step, self.latest_path)
+
+    def resume(self):
+        name = self.cfg.meta.read_checkpoint
+        path = self.folder / name if name else self.latest_path
+        ckpt = read_checkpoint(path)
+        e = self.engine
+        for key, module in (("encoder", e.encoder), ("predictor", e.predictor), ("target_encoder", e.target)):
+            load_strict(module, ckpt[key], key, str(path))
+        e.optimizer.load_state_dict(ckpt["opt"])
+        ours = ckpt.get("jepa_scale")
+        if ours:
+            self.step = ours["step"]
+            self.stream.load_state_dict(ours["data"])
+        else:  # an official checkpoint: it stores whole epochs only, and no data position
+            self.step = ckpt["epoch"] * self.cfg.optimization.ipe
+            self.stream.load_state_dict({"next_batch": self.step})
+            log.warning("%s has no data position (official checkpoint): continuing at batch %d", path, self.step)
+        log.info("resumed from %s at step %d", path, self.step)
+
+    # -- one step
+    def train_step(self, batch, lr: float, wd: float, momentum: float, clip):
+        e = self.engine
+        set_lr_wd(e.optimizer, lr, wd)
+        with e.autocast():
+            targets, target_std = target_features(e.target, batch.clips, batch.masks_tgt)
+            preds = predict(e.encoder, e.predictor, batch.clips, batch.masks_ctx, batch.masks_tgt)
+            loss = jepa_loss(preds, targets, self.cfg.loss.loss_exp)
+            if self.cfg.loss.reg_coeff:
+                loss = loss + self.cfg.loss.reg_coeff * std_regulariser(preds)
+        grad_norm = e.backward_and_step(loss, clip)
+        e.ema_update(momentum)
+        return loss.detach(), grad_norm, target_std
+
+    def run(self) -> dict:
+        o, ckpt_every = self.cfg.optimization, self.cfg.logging.checkpoint_freq or self.cfg.optimization.ipe
+        log.info("training steps %d..%d on %s", self.step, self.stop_step, self.engine.device)
+        loss = torch.zeros(())
+        while self.step < self.stop_step:
+            t0 = time.perf_counter()
+            batch = next(self.stream).to(self.engine.device)
+            self.metrics.add_data_wait(time.perf_counter() - t0)
+            lr, wd, m = self.schedules.at_iteration(self.step)
+            epoch = self.step // o.ipe
+            clip = o.clip_grad if epoch > o.warmup else None
+            loss, grad_norm, target_std = self.train_step(batch, lr, wd, m, clip)
+            self.metrics.log(self.step, epoch, {"loss": loss, "grad_norm": grad_norm, "target_std": target_std},
+                             {"lr": lr, "wd": wd, "momentum": m})
+            self.step += 1
+            if self.step % ckpt_every == 0 or self.step == self.stop_step:
+                self.metrics.flush()
+                self.save(float(loss))
+        self.metrics.close()
+        self.stream.close()
+        return {"step": self.step, "loss": float(loss), "checkpoint": str(self.latest_path),
+                "csv": str(self.metrics.csv_path), "tensorboard": str(self.folder / "tensorboard"),
+                "skipped_videos": dict(self.stream.skipped)}
+
+
+def train(cfg, **kw) -> dict:
+    return Trainer(cfg, **kw).run()

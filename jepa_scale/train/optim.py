@@ -1,0 +1,49 @@
+"""AdamW with the official parameter groups, and the V1 re-initialisation of the training script."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+def reinit_like_v1_train(*modules: nn.Module, std: float = 0.02):
+    """V1's train script re-initialises every Linear (trunc-normal, std 0.02) and LayerNorm after building the
+    models, undoing the per-block rescale (convolutions and mask tokens keep their model-class init)."""
+    for module in modules:
+        for m in module.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=std)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+
+def _decays(name: str, p: torch.Tensor) -> bool:
+    # the official rule: biases and 1-D params are not decayed (mask tokens are [1, 1, Dp], so they are)
+    return "bias" not in name and p.ndim != 1
+
+
+def param_groups(encoder: nn.Module, predictor: nn.Module) -> list[dict]:
+    """The official group order (encoder decay, predictor decay, encoder no-decay, predictor no-decay), so optimizer
+    state dicts line up with official checkpoints. Frozen parameters stay listed, as there; AdamW skips them."""
+    def pick(model, decay):
+        return [p for n, p in model.named_parameters() if _decays(n, p) == decay]
+
+    return [
+        {"params": pick(encoder, True)},
+        {"params": pick(predictor, True)},
+        {"params": pick(encoder, False), "WD_exclude": True, "weight_decay": 0.0},
+        {"params": pick(predictor, False), "WD_exclude": True, "weight_decay": 0.0},
+    ]
+
+
+def make_optimizer(encoder: nn.Module, predictor: nn.Module) -> torch.optim.AdamW:
+    return torch.optim.AdamW(param_groups(encoder, predictor), betas=(0.9, 0.999), eps=1e-8)
+
+
+def set_lr_wd(optimizer: torch.optim.Optimizer, lr: float, wd: float):
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+        if not group.get("WD_exclude", False):
+            group["weight_decay"] = wd
