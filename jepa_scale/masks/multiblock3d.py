@@ -11,6 +11,8 @@ import math
 
 import torch
 
+MAX_REDRAWS = 1000
+
 
 class MaskGenerator:
     def __init__(self, crop_size: int, num_frames: int, patch_size: int, tubelet_size: int, spatial_scale,
@@ -53,11 +55,14 @@ class MaskGenerator:
         size = self.block_size(batch_counter)
         ctx, tgt = [], []
         for _ in range(batch_size):
-            while True:  # an empty context is redrawn
+            for _ in range(MAX_REDRAWS):  # an empty context is redrawn
                 keep = self._sample_context(size, g).flatten()
                 c = torch.nonzero(keep).squeeze(1)
                 if len(c):
                     break
+            else:  # the official collator would loop forever here
+                raise ValueError(f"mask blocks of size {size} (t, h, w) cover the whole {self.duration}x{self.height}"
+                                 f"x{self.width} token grid in {MAX_REDRAWS} draws: lower spatial_scale or num_blocks")
             ctx.append(c)
             tgt.append(torch.nonzero(~keep).squeeze(1))
         k_ctx = min(len(c) for c in ctx)

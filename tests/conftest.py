@@ -1,0 +1,52 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from jepa_scale.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"  # exists in this workplace and CI, not on users' machines
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def tiny_raw(csv: str | None, folder: str, **sections) -> dict:
+    """A very small pretraining config (4x4 patches, 4 frames) as a raw dict; sections override keys."""
+    raw = {
+        "data": {"datasets": [csv] if csv else [], "batch_size": 4, "num_frames": 4, "tubelet_size": 2,
+                 "sampling_rate": 2, "crop_size": 64, "patch_size": 16, "num_workers": 0},
+        "logging": {"folder": folder, "write_tag": "jepa", "log_freq": 2, "tensorboard": True},
+        "mask": [{"num_blocks": 8, "spatial_scale": [0.15, 0.15]}, {"num_blocks": 2, "spatial_scale": [0.7, 0.7]}],
+        "meta": {"seed": 7, "dtype": "float32"},
+        "model": {"model_name": "vit_tiny", "embed_dim": 48, "depth": 2, "num_heads": 2, "pred_depth": 1,
+                  "pred_embed_dim": 32},
+        "optimization": {"ipe": 4, "epochs": 3, "warmup": 1, "start_lr": 2e-4, "lr": 1e-3, "final_lr": 1e-6,
+                         "ema": [0.99, 1.0]},
+    }
+    for section, values in sections.items():
+        raw[section] = {**raw.get(section, {}), **values} if isinstance(values, dict) else values
+    return raw
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path, video_csv):
+    def make(**sections):
+        return load_config(raw=tiny_raw(str(video_csv), str(tmp_path / "run"), **sections))
+    return make
+
+
+@pytest.fixture(scope="session")
+def video_dir(tmp_path_factory):
+    """16 small synthetic mp4 videos (24 frames, 72x88) and their CSV."""
+    from jepa_scale.data.synthetic import make_moving_shapes
+
+    d = tmp_path_factory.mktemp("videos")
+    make_moving_shapes(d, num_videos=16, num_frames=24, height=72, width=88, seed=1)
+    return d
+
+
+@pytest.fixture(scope="session")
+def video_csv(video_dir):
+    return video_dir / "videos.csv"
