@@ -137,6 +137,8 @@ class PyAVDecoder:
         fps, tb = _rate(stream), stream.time_base
         if not fps or not tb:
             return None
+        if stream.base_rate and stream.average_rate and stream.base_rate != stream.average_rate:
+            return None  # variable frame rate: timestamps do not map to frame numbers
         start = stream.start_time or 0
         rate = Fraction(fps).limit_denominator(1 << 20)
         to_index = lambda pts: int(round(float((pts - start) * tb * rate)))  # noqa: E731

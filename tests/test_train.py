@@ -1,0 +1,108 @@
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from jepa_scale.checkpoint import read_checkpoint
+from jepa_scale.config import load_config
+from jepa_scale.data.messy_videos import make_corpus, write_csv
+from jepa_scale.train.loop import Trainer, train
+from jepa_scale.train.schedules import Schedules
+from tests.conftest import ROOT, tiny_raw
+
+pytestmark = pytest.mark.slow
+
+
+def rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_short_run_writes_config_checkpoint_csv_and_tensorboard(tiny_cfg):
+    cfg = tiny_cfg(optimization={"max_steps": 6})
+    summary = train(cfg)
+    folder = Path(cfg.logging.folder)
+    assert load_config(folder / "config.yaml") == cfg
+    ckpt = read_checkpoint(folder / "jepa-latest.pth.tar")
+    assert ckpt["jepa_scale"]["step"] == 6 and ckpt["epoch"] == 1 and ckpt["batch_size"] == 4
+    assert ckpt["jepa_scale"]["data"]["next_batch"] == 6
+    log = rows(folder / "jepa_r0.csv")
+    assert [int(r["itr"]) for r in log] == list(range(6))
+    assert {"epoch", "itr", "loss", "lr", "wd", "momentum"} <= set(log[0])
+    sched = Schedules.from_config(cfg.optimization)  # max_steps stops the run, the schedules stay the full run's
+    for r in log:
+        lr, wd, m = sched.at_iteration(int(r["itr"]))
+        assert float(r["lr"]) == lr and float(r["wd"]) == wd and float(r["momentum"]) == m
+        assert torch.isfinite(torch.tensor(float(r["loss"])))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    ea = EventAccumulator(str(folder / "tensorboard"))
+    ea.Reload()
+    tags = set(ea.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "train/wd", "train/momentum", "train/samples_per_s", "train/data_wait_frac",
+            "train/target_std"} <= tags
+    assert len(ea.Scalars("train/loss")) == 6
+    assert summary["step"] == 6
+
+
+def test_resumed_run_continues_with_the_same_losses(tmp_path, video_csv):
+    def cfg(folder, steps, resume, workers):
+        return load_config(raw=tiny_raw(str(video_csv), str(tmp_path / folder), data={"num_workers": workers},
+                                        optimization={"max_steps": steps}, meta={"load_checkpoint": resume}))
+    train(cfg("whole", 8, False, 1))
+    train(cfg("split", 5, False, 1))
+    train(cfg("split", 8, True, 0))  # the worker count may change across a resume
+    whole = rows(tmp_path / "whole" / "jepa_r0.csv")
+    split = rows(tmp_path / "split" / "jepa_r0.csv")
+    assert [r["itr"] for r in split] == [str(i) for i in range(8)]
+    for a, b in zip(whole, split):
+        assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=1e-6, abs=0), a["itr"]
+    end_whole = read_checkpoint(tmp_path / "whole" / "jepa-latest.pth.tar")
+    end_split = read_checkpoint(tmp_path / "split" / "jepa-latest.pth.tar")
+    for k, v in end_whole["target_encoder"].items():
+        assert torch.allclose(v, end_split["target_encoder"][k], rtol=1e-5, atol=1e-7), k
+
+
+def test_bad_videos_are_skipped_and_training_goes_on(tmp_path, video_csv):
+    bad = [e for e in make_corpus(tmp_path / "corpus") if e.broken_reason]
+    mixed = tmp_path / "mixed.csv"
+    write_csv(bad, mixed)
+    mixed.write_text(mixed.read_text() + video_csv.read_text())
+    cfg = load_config(raw=tiny_raw(str(mixed), str(tmp_path / "run"), optimization={"max_steps": 6}))
+    summary = train(cfg)
+    assert summary["step"] == 6 and sum(summary["skipped_videos"].values()) > 0
+    report = (tmp_path / "run" / "skipped_videos.tsv").read_text()
+    for line in report.splitlines():
+        index, source, reason = line.split("\t")
+        assert "mixed.csv:" in source and any(e.broken_reason in reason for e in bad)
+
+
+def test_ema_target_and_clipping_schedule(tiny_cfg):
+    cfg = tiny_cfg(optimization={"max_steps": 10})
+    trainer = Trainer(cfg)
+    clips = []
+    original = trainer.engine.backward_and_step
+    trainer.engine.backward_and_step = lambda loss, clip: (clips.append(clip), original(loss, clip))[1]
+    enc, tgt = trainer.engine.encoder, trainer.engine.target
+    before = [p.detach().clone() for p in tgt.parameters()]
+    batch = next(trainer.stream)
+    trainer.train_step(batch, 1e-3, 0.04, 0.9, None)
+    for b, t, e in zip(before, tgt.parameters(), enc.parameters()):
+        assert torch.allclose(t, 0.9 * b + 0.1 * e, atol=1e-6)
+    trainer.run()
+    # ipe 4, warmup 1: the official loop clips once epoch > warmup, i.e. from step 8
+    assert clips[1:] == [None] * 8 + [10.0] * 2
+
+
+def test_launch_cli(tmp_path, video_csv):
+    bad = subprocess.run([sys.executable, "launch/pretrain.py", "--config", "configs/pretrain/tiny_cpu.yaml",
+                          "--set", "model.dpeth=2"], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "did you mean 'depth'" in bad.stderr
+    ok = subprocess.run([sys.executable, "launch/pretrain.py", "--config", "configs/pretrain/tiny_cpu.yaml",
+                         "--set", f"data.datasets=[{video_csv}]", "--set", f"logging.folder={tmp_path / 'run'}",
+                         "--set", "optimization.max_steps=2", "--set", "data.batch_size=4"],
+                        capture_output=True, text=True, cwd=ROOT)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "checkpoint:" in ok.stdout and (tmp_path / "run" / "jepa-latest.pth.tar").exists()
