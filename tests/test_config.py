@@ -116,3 +116,10 @@ def test_cli_exit_codes(tmp_path):
     assert ok.returncode == 0, ok.stderr
     r = run(BUNDLED[0], bad)
     assert r.returncode == 1 and "did you mean 'model_name'" in r.stderr and str(bad) in r.stderr
+
+
+def test_options_we_do_not_implement_are_errors_not_silently_ignored(tmp_path):
+    with pytest.raises(ConfigError, match="datasets_weights: weighted mixing"):
+        load_config(write(tmp_path, "data:\n  datasets: [a.csv, b.csv]\n  datasets_weights: [0.5, 0.5]\n"))
+    with pytest.raises(ConfigError, match="use_rope"):
+        load_config(write(tmp_path, "model:\n  use_rope: true\n"))

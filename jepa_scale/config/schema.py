@@ -84,7 +84,7 @@ class MetaConfig:
     eval_freq: int = 100
     use_sdpa: bool = True
     dtype: str = "bfloat16"
-    save_every_freq: int = -1  # V2: extra numbered copies every N epochs (-1: never)
+    save_every_freq: int = -1  # V2 key: also keep `{write_tag}-e{epoch}.pth.tar` every N epochs (-1: never)
 
 
 @dataclass
@@ -167,9 +167,8 @@ class PretrainConfig:
         need(d.decoder in ("auto", "pyav", "dali"), "data.decoder", f"must be auto, pyav or dali, got {d.decoder!r}")
         need(d.dataset_type == "VideoDataset", "data.dataset_type",
              f"only VideoDataset is supported for video pretraining, got {d.dataset_type!r}")
-        if d.datasets_weights is not None:
-            need(len(d.datasets_weights) == len(d.datasets), "data.datasets_weights",
-                 f"has {len(d.datasets_weights)} weights for {len(d.datasets)} datasets")
+        need(d.datasets_weights is None, "data.datasets_weights",
+             "weighted mixing of CSV lists is not implemented yet (lists are concatenated); remove the key")
         a = self.data_aug
         need(not a.auto_augment, "data_aug.auto_augment", "is not implemented (the official pretraining configs keep it false)")
         need(not a.motion_shift, "data_aug.motion_shift", "is not implemented (the official pretraining configs keep it false)")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -67,6 +68,9 @@ class Trainer:
                                    lr=self.schedules.lr(step), extra=extra)
         if self.engine.rank == 0:
             atomic_save(ckpt, self.latest_path)
+            every = self.cfg.meta.save_every_freq
+            if every > 0 and step % o.ipe == 0 and (step // o.ipe) % every == 0:
+                shutil.copyfile(self.latest_path, self.folder / f"{self.cfg.logging.write_tag}-e{step // o.ipe}.pth.tar")
         log.info("checkpoint at step %d: %s", step, self.latest_path)
 
     def resume(self):

@@ -1,0 +1,125 @@
+"""CPU time of one training step of configs/pretrain/tiny_cpu.yaml, by phase, plus two same-run ratios:
+patch embedding once per clip vs once per mask (the official encoder wrapper), and uint8 augmentation vs the
+official float32-at-source-resolution path. Ends with one JSON line.
+
+    python bench/step_time.py [--csv LIST.csv] [--steps 10]
+"""
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from jepa_scale.config import load_config  # noqa: E402
+from jepa_scale.data.augment import MEAN, STD, augment_clip, crop_params  # noqa: E402
+from jepa_scale.data.synthetic import make_moving_shapes  # noqa: E402
+from jepa_scale.train.loop import Trainer  # noqa: E402
+from jepa_scale.train.objective import jepa_loss, predict, target_features  # noqa: E402
+from jepa_scale.train.optim import set_lr_wd  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def step_phases(trainer, step):
+    e, cfg = trainer.engine, trainer.cfg
+    batch, t_data = timed(lambda: next(trainer.stream))
+    lr, wd, m = trainer.schedules.at_iteration(step)
+    set_lr_wd(e.optimizer, lr, wd)
+    (targets, _), t_target = timed(lambda: target_features(e.target, batch.clips, batch.masks_tgt))
+
+    def forward_backward():
+        preds = predict(e.encoder, e.predictor, batch.clips, batch.masks_ctx, batch.masks_tgt)
+        loss = jepa_loss(preds, targets, cfg.loss.loss_exp)
+        loss.backward()
+        return loss
+
+    _, t_fb = timed(forward_backward)
+
+    def optimizer_and_ema():
+        e.optimizer.step()
+        e.optimizer.zero_grad(set_to_none=True)
+        e.ema_update(m)
+
+    _, t_opt = timed(optimizer_and_ema)
+    return {"data_s": t_data, "target_fwd_s": t_target, "ctx_pred_fwd_bwd_s": t_fb, "optimizer_ema_s": t_opt}
+
+
+def embed_once_ratio(trainer, reps=5):
+    enc = trainer.engine.encoder
+    batch = next(trainer.stream)
+    with torch.no_grad():
+        per_mask = min(timed(lambda: [enc(batch.clips, masks=m) for m in batch.masks_ctx])[1] for _ in range(reps))
+        once = min(timed(lambda: enc(batch.clips, masks=batch.masks_ctx))[1] for _ in range(reps))
+    return per_mask, once
+
+
+def official_augment(frames_u8, crop, rng):
+    buf = frames_u8.float().permute(3, 0, 1, 2)  # float32 at source resolution, as the official loader
+    top, left, h, w = crop_params(buf.shape[2], buf.shape[3], (0.3, 1.0), (0.75, 1.35), rng)
+    buf = F.interpolate(buf[:, :, top:top + h, left:left + w], size=(crop, crop), mode="bilinear",
+                        align_corners=False)
+    if rng.uniform() < 0.5:
+        buf = buf.flip(-1)
+    mean = torch.tensor(MEAN).view(3, 1, 1, 1) * 255.0  # the official normalisation: out of place, two passes
+    std = torch.tensor(STD).view(3, 1, 1, 1) * 255.0
+    return (buf - mean) / std
+
+
+def augment_ratio(reps=20):
+    frames = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (16, 256, 340, 3), dtype=np.uint8))
+    ours = min(timed(lambda: augment_clip(frames, 224, (0.3, 1.0), (0.75, 1.35), np.random.default_rng(1)))[1]
+               for _ in range(reps))
+    base = min(timed(lambda: official_augment(frames, 224, np.random.default_rng(1)))[1] for _ in range(reps))
+    return base, ours
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--csv", help="video list (default: synthetic videos made here)")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    args = p.parse_args()
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = args.csv or str(make_moving_shapes(Path(tmp) / "videos", num_videos=32, num_frames=48))
+        cfg = load_config(ROOT / "configs/pretrain/tiny_cpu.yaml",
+                          [f"data.datasets=[{csv}]", f"logging.folder={tmp}/run", "data.num_workers=0",
+                           "logging.tensorboard=false"])
+        trainer = Trainer(cfg)
+        samples = []
+        for s in range(args.warmup + args.steps):
+            phases = step_phases(trainer, s)
+            if s >= args.warmup:
+                samples.append(phases)
+        med = {k: statistics.median(x[k] for x in samples) for k in samples[0]}
+        med["step_s"] = sum(med.values())
+        per_mask, once = embed_once_ratio(trainer)
+        trainer.stream.close()
+    aug_base, aug_ours = augment_ratio()
+    print(f"tiny_cpu.yaml on CPU ({torch.get_num_threads()} threads), batch {cfg.data.batch_size}, "
+          f"median of {args.steps} steps:")
+    for k, v in med.items():
+        print(f"  {k:<22} {v * 1000:8.1f} ms  ({100 * v / med['step_s']:4.1f}%)")
+    print(f"context encoder, 2 masks: per-mask patch embedding {per_mask * 1000:.1f} ms, once {once * 1000:.1f} ms")
+    print(f"augment 16x256x340 -> 224: float32 at source {aug_base * 1000:.1f} ms, uint8 {aug_ours * 1000:.1f} ms")
+    figures = {**{k: round(v, 5) for k, v in med.items()},
+               "embed_once_vs_per_mask_ratio": round(per_mask / once, 3),
+               "uint8_vs_float32_augment_ratio": round(aug_base / aug_ours, 3)}
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
