@@ -106,3 +106,17 @@ def test_launch_cli(tmp_path, video_csv):
                         capture_output=True, text=True, cwd=ROOT)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert "checkpoint:" in ok.stdout and (tmp_path / "run" / "jepa-latest.pth.tar").exists()
+
+
+def test_resume_from_an_official_checkpoint_starts_at_its_epoch(tmp_path, video_csv):
+    def cfg(steps, resume):
+        return load_config(raw=tiny_raw(str(video_csv), str(tmp_path / "run"), optimization={"max_steps": steps},
+                                        meta={"load_checkpoint": resume}))
+    train(cfg(4, False))
+    path = tmp_path / "run" / "jepa-latest.pth.tar"
+    ckpt = read_checkpoint(path)
+    del ckpt["jepa_scale"]  # what the official trainer writes: whole epochs, no data position
+    torch.save(ckpt, path)
+    trainer = Trainer(cfg(6, True))
+    assert trainer.step == 4 and trainer.stream.next_batch == 4  # epoch 1 x ipe 4
+    assert trainer.run()["step"] == 6

@@ -4,19 +4,14 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from jepa_scale.models.vit import init_vit_weights
+
 
 def reinit_like_v1_train(*modules: nn.Module, std: float = 0.02):
     """V1's train script re-initialises every Linear (trunc-normal, std 0.02) and LayerNorm after building the
     models, undoing the per-block rescale (convolutions and mask tokens keep their model-class init)."""
     for module in modules:
-        for m in module.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=std)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_vit_weights(module, std, convs=False)
 
 
 def _decays(name: str, p: torch.Tensor) -> bool:
