@@ -119,7 +119,9 @@ def test_cli_exit_codes(tmp_path):
 
 
 def test_options_we_do_not_implement_are_errors_not_silently_ignored(tmp_path):
-    with pytest.raises(ConfigError, match="datasets_weights: weighted mixing"):
-        load_config(write(tmp_path, "data:\n  datasets: [a.csv, b.csv]\n  datasets_weights: [0.5, 0.5]\n"))
+    with pytest.raises(ConfigError, match="datasets_weights: has 1 weights for 2 CSV lists"):
+        load_config(write(tmp_path, "data:\n  datasets: [a.csv, b.csv]\n  datasets_weights: [0.5]\n"))
+    with pytest.raises(ConfigError, match="data.shards: give CSV lists"):
+        load_config(write(tmp_path, "data:\n  datasets: [a.csv]\n  shards: [s/]\n"))
     with pytest.raises(ConfigError, match="use_rope"):
         load_config(write(tmp_path, "model:\n  use_rope: true\n"))

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from jepa_scale.config import load_config
-from jepa_scale.data import ClipLoader, DataError, DataStream, PyAVDecoder, VideoBatches, VideoError
+from jepa_scale.data import ClipLoader, DataError, DataStream, PyAVDecoder, VideoBatches, VideoError, VideoRecord
 from jepa_scale.data.augment import MEAN, STD, augment_clip, crop_params
 from jepa_scale.data.csv_source import read_video_csv, read_video_lists
 from jepa_scale.data.messy_videos import frame_index, make_corpus, write_csv
@@ -152,15 +152,15 @@ def test_header_that_overstates_length_resamples_inside_the_real_frames(corpus, 
     cfg = tiny_cfg(data={"num_frames": 8, "sampling_rate": 4, "crop_size": 32})
     loader = ClipLoader(cfg.data, cfg.data_aug, dec)
     for seed in range(5):
-        assert loader(path, np.random.default_rng(seed)).shape == (3, 8, 32, 32)
+        assert loader(VideoRecord(path, 0, "t"), np.random.default_rng(seed)).shape == (3, 8, 32, 32)
 
 
 # -- batches and the stream
 
 def test_batches_are_a_function_of_seed_and_position(tiny_cfg):
     cfg = tiny_cfg()
-    a, b = VideoBatches(read_video_lists(cfg.data.datasets), cfg, seed=3), None
-    b = VideoBatches(read_video_lists(cfg.data.datasets), cfg, seed=3)
+    a, b = VideoBatches([read_video_lists(cfg.data.datasets)], cfg, seed=3), None
+    b = VideoBatches([read_video_lists(cfg.data.datasets)], cfg, seed=3)
     x, y = a[5], b[5]
     assert torch.equal(x.clips, y.clips) and all(torch.equal(p, q) for p, q in zip(x.masks_ctx, y.masks_ctx))
     assert x.clips.shape == (4, 3, 4, 64, 64) and len(x.masks_ctx) == 2
@@ -170,7 +170,7 @@ def test_batches_are_a_function_of_seed_and_position(tiny_cfg):
 def test_micro_batches_partition_each_global_batch_and_epochs_cover_every_video(tiny_cfg):
     cfg = tiny_cfg()
     recs = read_video_lists(cfg.data.datasets)
-    parts = [VideoBatches(recs, cfg, seed=1, micro_index=r, num_micro=2) for r in range(2)]
+    parts = [VideoBatches([recs], cfg, seed=1, micro_index=r, num_micro=2) for r in range(2)]
     per_epoch = parts[0].batches_per_epoch
     assert per_epoch == 16 // 8
     for epoch in range(2):
@@ -190,7 +190,7 @@ def test_bad_videos_are_skipped_and_reported(tiny_cfg, corpus, video_csv, tmp_pa
     write_csv(bad, mixed)
     mixed.write_text(mixed.read_text() + "\n".join(good[:4]) + "\n")
     cfg = tiny_cfg(data={"datasets": [str(mixed)], "batch_size": 8})
-    batch = VideoBatches(read_video_lists(cfg.data.datasets), cfg, seed=0)[0]
+    batch = VideoBatches([read_video_lists(cfg.data.datasets)], cfg, seed=0)[0]
     assert batch.clips.shape[0] == 4 and len(batch.skipped) == 4
     reasons = " | ".join(f"{s} -> {r}" for s, r in batch.skipped)
     for e in bad:
@@ -202,7 +202,7 @@ def test_stream_skips_batches_without_any_usable_video(tiny_cfg, corpus, tmp_pat
     bad = tmp_path / "bad.csv"
     write_csv([corpus["zero_bytes"]] * 9 + [corpus["h264"]] * 3, bad)  # lines 10-12 are the good ones
     cfg = tiny_cfg(data={"datasets": [str(bad)], "batch_size": 2})
-    batches = VideoBatches(read_video_lists(cfg.data.datasets), cfg, seed=0)
+    batches = VideoBatches([read_video_lists(cfg.data.datasets)], cfg, seed=0)
     stream = DataStream(batches, skip_report=tmp_path / "skips.tsv")
     got = [next(stream) for _ in range(4)]
     consumed = range(got[-1].index + 1)
@@ -220,13 +220,13 @@ def test_stream_skips_batches_without_any_usable_video(tiny_cfg, corpus, tmp_pat
 def test_stream_resumes_at_the_same_batch(tiny_cfg, workers):
     cfg = tiny_cfg()
     recs = read_video_lists(cfg.data.datasets)
-    whole = DataStream(VideoBatches(recs, cfg, seed=2), num_workers=workers)
+    whole = DataStream(VideoBatches([recs], cfg, seed=2), num_workers=workers)
     expected = [next(whole).clips for _ in range(5)]
-    first = DataStream(VideoBatches(recs, cfg, seed=2), num_workers=workers)
+    first = DataStream(VideoBatches([recs], cfg, seed=2), num_workers=workers)
     for _ in range(3):
         next(first)
     state = first.state_dict()
-    resumed = DataStream(VideoBatches(recs, cfg, seed=2), num_workers=workers)
+    resumed = DataStream(VideoBatches([recs], cfg, seed=2), num_workers=workers)
     resumed.load_state_dict(state)
     assert torch.equal(next(resumed).clips, expected[3]) and torch.equal(next(resumed).clips, expected[4])
 
@@ -234,4 +234,4 @@ def test_stream_resumes_at_the_same_batch(tiny_cfg, workers):
 def test_too_few_videos_for_a_batch(tiny_cfg):
     cfg = tiny_cfg(data={"batch_size": 32})
     with pytest.raises(DataError, match="cannot fill one global batch"):
-        VideoBatches(read_video_lists(cfg.data.datasets), cfg, seed=0)
+        VideoBatches([read_video_lists(cfg.data.datasets)], cfg, seed=0)

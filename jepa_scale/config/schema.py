@@ -36,8 +36,10 @@ class DataConfig:
     persistent_workers: bool = True
     filter_short_videos: bool = False
     clip_duration: Optional[float] = None
-    # ours: the video decoder (pyav on CPU; dali arrives with the shard reader)
-    decoder: str = "auto"
+    # ours: webdataset shard folders from data_tools/make_shards.py (instead of `datasets` CSV lists)
+    shards: list[str] = field(default_factory=list)
+    sampling: str = "epoch"  # ours: epoch (each sample once per epoch) | resampled (i.i.d. draws by weight)
+    decoder: str = "auto"  # ours: auto (dali with shards on a GPU when installed, else pyav) | dali | pyav
 
 
 @dataclass
@@ -167,8 +169,15 @@ class PretrainConfig:
         need(d.decoder in ("auto", "pyav", "dali"), "data.decoder", f"must be auto, pyav or dali, got {d.decoder!r}")
         need(d.dataset_type == "VideoDataset", "data.dataset_type",
              f"only VideoDataset is supported for video pretraining, got {d.dataset_type!r}")
-        need(d.datasets_weights is None, "data.datasets_weights",
-             "weighted mixing of CSV lists is not implemented yet (lists are concatenated); remove the key")
+        need(not (d.shards and d.datasets), "data.shards",
+             "give CSV lists (data.datasets) or shard folders (data.shards), not both: set the other to []")
+        need(d.sampling in ("epoch", "resampled"), "data.sampling", f"must be epoch or resampled, got {d.sampling!r}")
+        if d.datasets_weights is not None:
+            need(all(w >= 0 for w in d.datasets_weights) and sum(d.datasets_weights) > 0, "data.datasets_weights",
+                 "must be >= 0 and not all 0")
+            if not d.shards:
+                need(len(d.datasets_weights) == len(d.datasets), "data.datasets_weights",
+                     f"has {len(d.datasets_weights)} weights for {len(d.datasets)} CSV lists")
         a = self.data_aug
         need(not a.auto_augment, "data_aug.auto_augment", "is not implemented (the official pretraining configs keep it false)")
         need(not a.motion_shift, "data_aug.motion_shift", "is not implemented (the official pretraining configs keep it false)")

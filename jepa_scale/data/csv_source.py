@@ -14,9 +14,18 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class VideoRecord:
-    path: str
+    path: str  # the video file, or the shard holding it
     label: int
-    source: str  # "file.csv:LINE", for messages about this video
+    source: str  # "file.csv:LINE" or "shard.tar:key", for messages about this video
+    offset: int = -1  # inside a shard: where the video's bytes start (-1: `path` is the video itself)
+    size: int = 0
+    num_frames: int = 0  # known from a shard's metadata (0: probe the file)
+    fps: float = 0.0
+
+    def read_bytes(self) -> bytes:
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            return f.read(self.size)
 
 
 @dataclass(frozen=True)

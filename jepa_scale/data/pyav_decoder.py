@@ -7,6 +7,7 @@ packets) are skipped; other streams (audio) are never demuxed.
 """
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -47,10 +48,16 @@ def _check_file(path: str):
         raise VideoError(f"file too small ({size} bytes)")
 
 
-def _open(path: str):
-    _check_file(path)
+def _open(source):
+    """source: a file path, or the encoded bytes of a video (a sample read from a shard)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) < MIN_FILE_BYTES:
+            raise VideoError(f"video too small ({len(source)} bytes)")
+        source = io.BytesIO(source)
+    else:
+        _check_file(source)
     try:
-        container = av.open(path, metadata_errors="ignore")
+        container = av.open(source, metadata_errors="ignore")
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
         raise VideoError(f"not a readable video ({type(e).__name__}: {e})") from None
     if not container.streams.video:
@@ -79,13 +86,14 @@ def _info(container, stream) -> VideoInfo:
     return VideoInfo(num_frames=int(n), fps=fps, width=ctx.width or 0, height=ctx.height or 0)
 
 
-def _frames(container, stream):
-    """Decoded frames of the video stream; undecodable packets are skipped."""
+def _frames(container, stream, errors: list | None = None):
+    """Decoded frames of the video stream; undecodable packets are skipped (and noted in `errors` if given)."""
     for packet in container.demux(stream):
         try:
             yield from packet.decode()
-        except av.error.FFmpegError:  # a corrupt packet: skip it, keep decoding
-            continue
+        except av.error.FFmpegError as e:  # a corrupt packet: skip it, keep decoding
+            if errors is not None:
+                errors.append(str(e))
 
 
 class PyAVDecoder:
@@ -94,7 +102,7 @@ class PyAVDecoder:
     def __init__(self, threads: int = 1):
         self.threads = threads
 
-    def probe(self, path: str) -> VideoInfo:
+    def probe(self, path) -> VideoInfo:
         container, stream = _open(path)
         with container:
             info = _info(container, stream)
@@ -102,7 +110,7 @@ class PyAVDecoder:
             raise VideoError("header gives no frame count or duration")
         return info
 
-    def clip(self, path: str, indices) -> np.ndarray:
+    def clip(self, path, indices) -> np.ndarray:
         """uint8 [len(indices), H, W, 3] for the given frame indices (any order, repeats allowed)."""
         indices = np.asarray(indices, dtype=np.int64)
         container, stream = _open(path)

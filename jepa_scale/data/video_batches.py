@@ -7,7 +7,6 @@ world size, so a run resumed at batch j sees exactly the data an uninterrupted r
 """
 from __future__ import annotations
 
-import functools
 import logging
 
 import numpy as np
@@ -17,6 +16,7 @@ from jepa_scale.data.augment import augment_clip
 from jepa_scale.data.batch import Batch
 from jepa_scale.data.csv_source import DataError, VideoRecord
 from jepa_scale.data.pyav_decoder import PyAVDecoder, VideoError
+from jepa_scale.data.sample_order import SampleOrder
 from jepa_scale.data.sampling import clip_indices
 from jepa_scale.masks import MultiBlockMasks
 
@@ -39,18 +39,21 @@ class ClipLoader:
             raise VideoError(f"too short ({num_frames} frames < {d.num_frames * step})")
         return clip_indices(num_frames, d.num_frames, step, d.num_clips, rng)
 
-    def __call__(self, path: str, rng: np.random.Generator) -> torch.Tensor:
-        info = self.decoder.probe(path)
-        clips = self._indices(info.num_frames, info.fps, rng)
-        flat = np.concatenate(clips)
+    def __call__(self, rec: VideoRecord, rng: np.random.Generator) -> torch.Tensor:
+        if rec.offset >= 0:  # a shard sample: its bytes, and a frame count measured when the shard was made
+            src, num_frames, fps = rec.read_bytes(), rec.num_frames, rec.fps
+        else:
+            info = self.decoder.probe(rec.path)
+            src, num_frames, fps = rec.path, info.num_frames, info.fps
+        clips = self._indices(num_frames, fps, rng)
         try:
-            frames = self.decoder.clip(path, flat)
+            frames = self.decoder.clip(src, np.concatenate(clips))
         except VideoError as e:
             if not e.true_frames:
                 raise
             # the header overstated the length: sample again within the frames that exist
-            clips = self._indices(e.true_frames, info.fps, rng)
-            frames = self.decoder.clip(path, np.concatenate(clips))
+            clips = self._indices(e.true_frames, fps, rng)
+            frames = self.decoder.clip(src, np.concatenate(clips))
         frames = torch.from_numpy(frames)
         T = self.d.num_frames
         views = [augment_clip(frames[i * T:(i + 1) * T], self.d.crop_size, self.a.random_resize_scale,
@@ -62,15 +65,17 @@ class ClipLoader:
 class VideoBatches(torch.utils.data.Dataset):
     """Map-style: item j is micro-batch `micro_index` of global batch j. Use with `batch_size=None`."""
 
-    def __init__(self, records: list[VideoRecord], cfg, seed: int, micro_index: int = 0, num_micro: int = 1,
-                 decoder=None):
+    def __init__(self, datasets: list[list[VideoRecord]], cfg, seed: int, micro_index: int = 0, num_micro: int = 1,
+                 decoder=None, weights: list[float] | None = None):
         d = cfg.data
-        self.records, self.seed = records, seed
+        self.records = [r for ds in datasets for r in ds]
+        self.seed = seed
         self.batch_size, self.micro_index, self.num_micro = d.batch_size, micro_index, num_micro
         self.global_batch = d.batch_size * num_micro
-        self.batches_per_epoch = len(records) // self.global_batch
+        self.order = SampleOrder([len(ds) for ds in datasets], self.global_batch, seed, weights, d.sampling)
+        self.batches_per_epoch = self.order.batches_per_epoch
         if self.batches_per_epoch == 0:
-            raise DataError(f"{len(records)} videos cannot fill one global batch of {self.global_batch} "
+            raise DataError(f"{len(self.records)} videos cannot fill one global batch of {self.global_batch} "
                             f"(data.batch_size={d.batch_size} x {num_micro} micro-batches)")
         self.clip_loader = ClipLoader(d, cfg.data_aug, decoder)
         self.masks = MultiBlockMasks(cfg.mask, d.crop_size, d.num_frames, d.patch_size, d.tubelet_size)
@@ -78,17 +83,9 @@ class VideoBatches(torch.utils.data.Dataset):
     def __len__(self):  # nominal; the stream is indexed by an unbounded batch counter
         return self.batches_per_epoch
 
-    @functools.lru_cache(maxsize=2)
-    def _permutation(self, epoch: int) -> torch.Tensor:
-        return torch.randperm(len(self.records), generator=torch.Generator().manual_seed(self.seed * 100003 + epoch))
-
-    def epoch_of(self, batch_index: int) -> int:
-        return batch_index // self.batches_per_epoch
-
     def sample_ids(self, j: int) -> list[int]:
-        epoch, k = divmod(j, self.batches_per_epoch)
-        start = k * self.global_batch + self.micro_index * self.batch_size
-        return self._permutation(epoch)[start:start + self.batch_size].tolist()
+        start = self.micro_index * self.batch_size
+        return self.order.batch(j)[start:start + self.batch_size].tolist()
 
     def __getitem__(self, j: int) -> Batch:
         clips, labels, skipped = [], [], []
@@ -96,7 +93,7 @@ class VideoBatches(torch.utils.data.Dataset):
             rec = self.records[i]
             rng = np.random.default_rng([self.seed, j, self.micro_index, pos])
             try:
-                clips.append(self.clip_loader(rec.path, rng))
+                clips.append(self.clip_loader(rec, rng))
                 labels.append(rec.label)
             except VideoError as e:
                 skipped.append((f"{rec.source} {rec.path}", e.reason))

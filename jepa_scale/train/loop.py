@@ -11,7 +11,8 @@ import torch
 
 from jepa_scale.checkpoint import atomic_save, load_strict, pretrain_checkpoint, read_checkpoint
 from jepa_scale.config import save_config
-from jepa_scale.data import DataStream, VideoBatches, read_video_lists
+from jepa_scale.data import DataStream, VideoBatches
+from jepa_scale.data.sources import open_datasets
 from jepa_scale.distributed.engine import Engine, SingleEngine
 from jepa_scale.models import build_encoder, build_predictor
 from jepa_scale.monitor.metrics import Metrics
@@ -48,8 +49,9 @@ class Trainer:
         o = cfg.optimization
         self.stop_step = min(o.epochs * o.ipe, o.max_steps or o.epochs * o.ipe)
         self.latest_path = self.folder / f"{cfg.logging.write_tag}-latest.pth.tar"
-        batches = VideoBatches(read_video_lists(cfg.data.datasets), cfg, seed=cfg.meta.seed,
-                               micro_index=self.engine.rank, num_micro=self.engine.world_size, decoder=decoder)
+        datasets, weights = open_datasets(cfg.data)
+        batches = VideoBatches(datasets, cfg, seed=cfg.meta.seed, micro_index=self.engine.rank,
+                               num_micro=self.engine.world_size, decoder=decoder, weights=weights)
         self.stream = DataStream(batches, cfg.data.num_workers, self.engine.device.type == "cuda",
                                  skip_report=self.folder / "skipped_videos.tsv")
         self.step = 0
