@@ -1,5 +1,10 @@
-"""The datasets a config names: CSV lists (official) or shard folders, each a list of records, with weights."""
+"""The datasets a config names (CSV lists or shard folders) and the stream that feeds them to training."""
 from __future__ import annotations
+
+import importlib.util
+import logging
+
+import torch
 
 from jepa_scale.data.csv_source import DataError, VideoRecord, read_video_lists
 from jepa_scale.data.shards.source import read_shard_datasets
@@ -19,3 +24,33 @@ def open_datasets(data_cfg) -> tuple[list[list[VideoRecord]], list[float] | None
     if weights is not None and len(weights) != len(datasets):
         raise DataError(f"data.datasets_weights has {len(weights)} weights for {len(datasets)} datasets")
     return datasets, weights
+
+
+def resolve_decoder(data_cfg) -> str:
+    """auto: DALI when training from shards on a GPU with DALI installed; otherwise PyAV."""
+    if data_cfg.decoder != "auto":
+        if data_cfg.decoder == "dali" and not data_cfg.shards:
+            raise DataError("data.decoder=dali reads shards: set data.shards (see data_tools/make_shards.py)")
+        return data_cfg.decoder
+    dali = importlib.util.find_spec("nvidia") is not None and importlib.util.find_spec("nvidia.dali") is not None
+    return "dali" if data_cfg.shards and dali and torch.cuda.is_available() else "pyav"
+
+
+def open_stream(cfg, rank: int, world_size: int, device: torch.device, skip_report=None, decoder=None):
+    """The data stream for this rank: DaliStream or DataStream over VideoBatches."""
+    from jepa_scale.data.stream import DataStream
+    from jepa_scale.data.video_batches import VideoBatches
+
+    kind = resolve_decoder(cfg.data)
+    logging.getLogger(__name__).info("video decoding: %s", kind)
+    if kind == "dali":
+        from jepa_scale.data.dali_stream import DaliStream
+
+        datasets, _ = open_datasets(cfg.data)
+        tars = sorted({r.path for ds in datasets for r in ds})
+        return DaliStream(tars, cfg, cfg.meta.seed, rank, world_size,
+                          device.index or 0 if device.type == "cuda" else None)
+    datasets, weights = open_datasets(cfg.data)
+    batches = VideoBatches(datasets, cfg, seed=cfg.meta.seed, micro_index=rank, num_micro=world_size,
+                           decoder=decoder, weights=weights)
+    return DataStream(batches, cfg.data.num_workers, device.type == "cuda", skip_report=skip_report)

@@ -23,6 +23,13 @@ from jepa_scale.masks import MultiBlockMasks
 log = logging.getLogger(__name__)
 
 
+def batch_masks(masks: MultiBlockMasks, batch_size: int, seed: int, j: int, micro_index: int):
+    """Masks of micro-batch `micro_index` of global batch j: block size from j (as the official collator), placement
+    from (seed, j, micro-batch)."""
+    placement_seed = int(np.random.default_rng([seed, j, micro_index, 1 << 20]).integers(1 << 62))
+    return masks(batch_size, j, placement_seed)
+
+
 class ClipLoader:
     """One video -> one augmented clip [3, T, crop, crop], or VideoError."""
 
@@ -100,6 +107,5 @@ class VideoBatches(torch.utils.data.Dataset):
         B = len(clips)
         if B == 0:
             return Batch(torch.empty(0), torch.empty(0, dtype=torch.long), [], [], j, skipped)
-        mask_seed = int(np.random.default_rng([self.seed, j, self.micro_index, 1 << 20]).integers(1 << 62))
-        masks_ctx, masks_tgt = self.masks(B, j, mask_seed)
+        masks_ctx, masks_tgt = batch_masks(self.masks, B, self.seed, j, self.micro_index)
         return Batch(torch.stack(clips), torch.tensor(labels), masks_ctx, masks_tgt, j, skipped)

@@ -11,8 +11,7 @@ import torch
 
 from jepa_scale.checkpoint import atomic_save, load_strict, pretrain_checkpoint, read_checkpoint
 from jepa_scale.config import save_config
-from jepa_scale.data import DataStream, VideoBatches
-from jepa_scale.data.sources import open_datasets
+from jepa_scale.data.sources import open_stream
 from jepa_scale.distributed.engine import Engine, SingleEngine
 from jepa_scale.models import build_encoder, build_predictor
 from jepa_scale.monitor.metrics import Metrics
@@ -49,11 +48,8 @@ class Trainer:
         o = cfg.optimization
         self.stop_step = min(o.epochs * o.ipe, o.max_steps or o.epochs * o.ipe)
         self.latest_path = self.folder / f"{cfg.logging.write_tag}-latest.pth.tar"
-        datasets, weights = open_datasets(cfg.data)
-        batches = VideoBatches(datasets, cfg, seed=cfg.meta.seed, micro_index=self.engine.rank,
-                               num_micro=self.engine.world_size, decoder=decoder, weights=weights)
-        self.stream = DataStream(batches, cfg.data.num_workers, self.engine.device.type == "cuda",
-                                 skip_report=self.folder / "skipped_videos.tsv")
+        self.stream = open_stream(cfg, self.engine.rank, self.engine.world_size, self.engine.device,
+                                  skip_report=self.folder / "skipped_videos.tsv", decoder=decoder)
         self.step = 0
         if cfg.meta.load_checkpoint:
             self.resume()
