@@ -86,6 +86,11 @@ class CorpusEntry:
     path: Path
     num_frames: int  # frames that really decode (0 for broken files)
     broken_reason: str | None  # a substring of the reason a loader must give, None when decodable
+    shard_reason: str | None = None  # what make_shards must say when it is stricter than training (corrupt data)
+
+    @property
+    def shard_failure(self) -> str | None:
+        return self.shard_reason or self.broken_reason
 
 
 def make_corpus(out_dir: str | Path) -> list[CorpusEntry]:
@@ -103,7 +108,16 @@ def make_corpus(out_dir: str | Path) -> list[CorpusEntry]:
     data = full.read_bytes()
     (out / "truncated.mkv").write_bytes(data[: int(len(data) * 0.5)])
     full.unlink()
-    entries.append(CorpusEntry("truncated_mkv", out / "truncated.mkv", -1, None))
+    entries.append(CorpusEntry("truncated_mkv", out / "truncated.mkv", -1, None, "truncated"))
+    # random bytes over the middle of the file: packets that fail to decode
+    write_index_video(out / "tmp_c.mkv", "libx264", "yuv420p", num_frames=60, gop=10)
+    data = bytearray((out / "tmp_c.mkv").read_bytes())
+    (out / "tmp_c.mkv").unlink()
+    rng = np.random.default_rng(0)
+    for off in range(int(len(data) * 0.4), int(len(data) * 0.6), 97):
+        data[off:off + 8] = rng.bytes(8)
+    (out / "corrupt_middle.mkv").write_bytes(bytes(data))
+    entries.append(CorpusEntry("corrupt_middle", out / "corrupt_middle.mkv", -1, None, "decode error mid-file"))
     # broken beyond use
     write_index_video(out / "tmp.mp4", "libx264", "yuv420p", num_frames=60)
     mp4 = (out / "tmp.mp4").read_bytes()
