@@ -211,9 +211,11 @@ def test_dali_cpu_pipeline_gives_clips_of_the_right_shape_and_sampling(tmp_path,
             p = raw()
             p.build()
             frames = np.asarray(p.run()[0].at(0))
-            # the frames PyAV decodes at those indices from the same bytes (lossy VP9 can blur the index pattern)
-            expected = PyAVDecoder().clip(np.asarray(video.at(b)).tobytes(), ids)
-            assert [frame_index(f) for f in frames] == [frame_index(f) for f in expected]
+            # each frame is the one PyAV decodes at that index from the same bytes: the nearest of all frames
+            # (lossy VP9 and two YUV->RGB conversions can blur the index pattern by a level, not a frame)
+            every = PyAVDecoder().clip(np.asarray(video.at(b)).tobytes(), list(range(n))).astype(np.float32)
+            nearest = [int(np.abs(every - f.astype(np.float32)).mean(axis=(1, 2, 3)).argmin()) for f in frames]
+            assert nearest == ids
     clips, labels = next(DaliClips(tars, 4, cfg.data, cfg.data_aug, seed=seed))
     assert clips.shape == (4, 3, 8, 32, 32) and clips.dtype == torch.float32 and labels.shape == (4,)
     assert -2.2 < clips.min() and clips.max() < 2.7  # ImageNet-normalised 0..255 values
