@@ -138,3 +138,29 @@ def test_mask_tokens_zero_initialised_and_not_full_length():
     pred = Predictor(img_size=64, num_frames=4, embed_dim=48, predictor_embed_dim=32, depth=1, num_heads=2)
     assert all(torch.all(t == 0) for t in pred.mask_tokens)
     assert [tuple(t.shape) for t in pred.mask_tokens] == [(1, 1, 32), (1, 1, 32)]
+
+
+def test_activation_checkpointing_gives_the_same_gradients_and_recomputes(tmp_path):
+    from jepa_scale.config import load_config
+    from jepa_scale.train.loop import build_models
+    from jepa_scale.train.objective import jepa_loss, predict, target_features
+    from tests.conftest import tiny_raw
+
+    def grads(checkpointing):
+        cfg = load_config(raw=tiny_raw(None, str(tmp_path), model={"use_activation_checkpointing": checkpointing}))
+        enc, pred, tgt = build_models(cfg)
+        calls = []
+        enc.blocks[0].mlp.register_forward_hook(lambda *a: calls.append(1))
+        x = torch.randn(2, 3, 4, 64, 64, generator=torch.Generator().manual_seed(0))
+        ctx, tg = [torch.tensor([[0, 5, 9, 20], [1, 2, 3, 4]])], [torch.tensor([[1, 2, 30], [0, 9, 31]])]
+        targets, _ = target_features(tgt, x, tg)
+        loss = jepa_loss(predict(enc, pred, x, ctx, tg), targets)
+        forward_calls = len(calls)
+        loss.backward()
+        return loss, [p.grad for p in list(enc.parameters()) + list(pred.parameters()) if p.grad is not None], \
+            len(calls) - forward_calls
+
+    loss_a, grads_a, recomputed_a = grads(False)
+    loss_b, grads_b, recomputed_b = grads(True)
+    assert torch.equal(loss_a, loss_b) and recomputed_a == 0 and recomputed_b == 1
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads_a, grads_b))

@@ -12,7 +12,6 @@ from typing import Optional
 DEAD_KEYS = {
     "meta.eval_freq": "the official loop never reads it",
     "data.decode_one_clip": "the official loader always decodes one clip per sample (num_clips sets how many)",
-    "model.use_activation_checkpointing": "activation checkpointing is chosen by the distributed engine (later issue)",
     "data.persistent_workers": "our loader keeps its workers for the whole run",
     "data.pin_mem": "pinned memory is used whenever a CUDA device trains",
 }
@@ -97,7 +96,7 @@ class ModelConfig:
     uniform_power: bool = True
     use_mask_tokens: bool = True
     zero_init_mask_tokens: bool = True
-    use_activation_checkpointing: bool = False
+    use_activation_checkpointing: bool = False  # V2 key: recompute every encoder and predictor block in backward
     use_rope: bool = False
     # ours: explicit overrides of the preset (null keeps the preset's value)
     embed_dim: Optional[int] = None

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 from jepa_scale.models.attention import attention
 from jepa_scale.models.pos_embed import sincos_2d, sincos_3d
@@ -67,10 +68,22 @@ class Block(nn.Module):
         self.attn = Attention(dim, num_heads, backend)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = MLP(dim, int(dim * mlp_ratio))
+        self.checkpoint = False  # recompute this block's activations in backward instead of keeping them
 
-    def forward(self, x):
+    def _forward(self, x):
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
+
+    def forward(self, x):
+        if self.checkpoint and torch.is_grad_enabled():
+            return torch.utils.checkpoint.checkpoint(self._forward, x, use_reentrant=False)
+        return self._forward(x)
+
+
+def set_activation_checkpointing(blocks: nn.ModuleList, every: int = 1):
+    """Checkpoint every `every`-th block (1: all, 0: none); non-reentrant, so it composes with FSDP and compile."""
+    for i, blk in enumerate(blocks):
+        blk.checkpoint = every > 0 and i % every == 0
 
 
 class PatchEmbed(nn.Module):
