@@ -150,7 +150,7 @@ def test_activation_checkpointing_gives_the_same_gradients_and_recomputes(tmp_pa
         cfg = load_config(raw=tiny_raw(None, str(tmp_path), model={"use_activation_checkpointing": checkpointing}))
         enc, pred, tgt = build_models(cfg)
         calls = []
-        enc.blocks[0].mlp.register_forward_hook(lambda *a: calls.append(1))
+        enc.blocks[0].attn.register_forward_pre_hook(lambda *a: calls.append(1))  # recompute stops early: a pre-hook
         x = torch.randn(2, 3, 4, 64, 64, generator=torch.Generator().manual_seed(0))
         ctx, tg = [torch.tensor([[0, 5, 9, 20], [1, 2, 3, 4]])], [torch.tensor([[1, 2, 30], [0, 9, 31]])]
         targets, _ = target_features(tgt, x, tg)
