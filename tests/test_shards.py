@@ -113,7 +113,7 @@ def test_cli(mixed_csv, tmp_path):
                         str(tmp_path / "o"), "--short-side", "48", "--min-frames", "8", "--codec", "vp9"],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "9 failures" in r.stdout and "line 1:" not in r.stdout  # line 1 (a good h264 file) became a sample
+    assert "10 failures" in r.stdout and "line 1:" not in r.stdout  # line 1 (a good h264 file) became a sample
     assert (tmp_path / "o" / "manifest.json").exists()
 
 
@@ -219,3 +219,17 @@ def test_dali_cpu_pipeline_gives_clips_of_the_right_shape_and_sampling(tmp_path,
     clips, labels = next(DaliClips(tars, 4, cfg.data, cfg.data_aug, seed=seed))
     assert clips.shape == (4, 3, 8, 32, 32) and clips.dtype == torch.float32 and labels.shape == (4,)
     assert -2.2 < clips.min() and clips.max() < 2.7  # ImageNet-normalised 0..255 values
+
+
+def test_fps_resampling_and_copy(corpus, tmp_path):
+    src = next(e for e in corpus if e.name == "long_h264")  # 150 frames at 10 fps
+    csv = tmp_path / "one.csv"
+    csv.write_text(f"{src.path} 5\n")
+    half = make_shards([str(csv)], str(tmp_path / "fps5"), TranscodeOptions(fps=5, min_frames=8), progress=False)
+    (rec,), = read_shard_datasets([tmp_path / "fps5"])[0]
+    assert half["num_samples"] == 1 and rec.num_frames == 75 and rec.fps == 5.0
+    frames = PyAVDecoder().clip(rec.read_bytes(), [0, 1, 10, 74])
+    assert [frame_index(f) for f in frames] == [0, 2, 20, 148]  # every other source frame, by timestamp
+    make_shards([str(csv)], str(tmp_path / "copy"), TranscodeOptions(copy=True, min_frames=8), progress=False)
+    (rec,), = read_shard_datasets([tmp_path / "copy"])[0]
+    assert rec.read_bytes() == src.path.read_bytes() and rec.num_frames == 150

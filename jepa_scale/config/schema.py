@@ -39,6 +39,7 @@ class DataConfig:
     shards: list[str] = field(default_factory=list)
     sampling: str = "epoch"  # ours: epoch (each sample once per epoch) | resampled (i.i.d. draws by weight)
     decoder: str = "auto"  # ours: auto (dali with shards on a GPU when installed, else pyav) | dali | pyav
+    dali_pipelines: int = 2  # ours: DALI decode pipelines per GPU (one NVDEC engine each; an H100 has 7)
 
 
 @dataclass
@@ -165,6 +166,7 @@ class PretrainConfig:
         need(d.sampling_rate > 0, "data.sampling_rate", f"must be positive, got {d.sampling_rate}")
         need(d.num_clips > 0, "data.num_clips", f"must be positive, got {d.num_clips}")
         need(d.num_workers >= 0, "data.num_workers", f"must be >= 0, got {d.num_workers}")
+        need(d.dali_pipelines > 0, "data.dali_pipelines", f"must be positive, got {d.dali_pipelines}")
         need(d.decoder in ("auto", "pyav", "dali"), "data.decoder", f"must be auto, pyav or dali, got {d.decoder!r}")
         need(d.dataset_type == "VideoDataset", "data.dataset_type",
              f"only VideoDataset is supported for video pretraining, got {d.dataset_type!r}")

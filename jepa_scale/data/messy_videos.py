@@ -102,6 +102,9 @@ def make_corpus(out_dir: str | Path) -> list[CorpusEntry]:
         if not path.exists():
             write_index_video(path, codec, pix, **kw)
         entries.append(CorpusEntry(name, path, kw.get("num_frames", 40), None))
+    # decodes fine but has too few frames for a clip (training repeats its last frame; make_shards refuses it)
+    write_index_video(out / "short.mp4", "libx264", "yuv420p", num_frames=6)
+    entries.append(CorpusEntry("too_short", out / "short.mp4", 6, None, "too short"))
     # a header that overstates the length: an mkv cut short keeps its full duration in the header
     full = out / "tmp_full.mkv"
     write_index_video(full, "libx264", "yuv420p", num_frames=150, gop=10)

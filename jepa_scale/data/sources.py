@@ -49,7 +49,7 @@ def open_stream(cfg, rank: int, world_size: int, device: torch.device, skip_repo
         datasets, _ = open_datasets(cfg.data)
         tars = sorted({r.path for ds in datasets for r in ds})
         return DaliStream(tars, cfg, cfg.meta.seed, rank, world_size,
-                          device.index or 0 if device.type == "cuda" else None)
+                          device.index or 0 if device.type == "cuda" else None, cfg.data.dali_pipelines)
     datasets, weights = open_datasets(cfg.data)
     batches = VideoBatches(datasets, cfg, seed=cfg.meta.seed, micro_index=rank, num_micro=world_size,
                            decoder=decoder, weights=weights)
