@@ -4,7 +4,7 @@ import logging
 import sys
 
 from jepa_scale.config import ConfigError, load_config
-from jepa_scale.train.loop import train
+from jepa_scale.train.loop import NonFiniteTraining, train
 
 
 def main(argv=None) -> int:
@@ -20,7 +20,11 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    summary = train(cfg)
+    try:
+        summary = train(cfg)
+    except NonFiniteTraining as e:
+        print(f"stopped: {e}", file=sys.stderr)
+        return 3
     print(f"done: {summary['step']} steps, final loss {summary['loss']:.4f}")
     print(f"  checkpoint:  {summary['checkpoint']}")
     print(f"  CSV log:     {summary['csv']}")

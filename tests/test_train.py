@@ -120,3 +120,52 @@ def test_resume_from_an_official_checkpoint_starts_at_its_epoch(tmp_path, video_
     trainer = Trainer(cfg(6, True))
     assert trainer.step == 4 and trainer.stream.next_batch == 4  # epoch 1 x ipe 4
     assert trainer.run()["step"] == 6
+
+
+class PoisonedStream:
+    """Wraps a stream and fills the clips of the chosen steps with NaN."""
+
+    def __init__(self, stream, bad_steps):
+        self.stream, self.bad_steps, self.n = stream, set(bad_steps), 0
+
+    def __next__(self):
+        batch = next(self.stream)
+        if self.n in self.bad_steps:
+            batch.clips = torch.full_like(batch.clips, float("nan"))
+        self.n += 1
+        return batch
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def test_a_non_finite_step_is_skipped_without_touching_the_model(tiny_cfg):
+    trainer = Trainer(tiny_cfg(optimization={"max_steps": 4}, logging={"log_freq": 1}))
+    trainer.stream = PoisonedStream(trainer.stream, bad_steps={2})
+    e = trainer.engine
+    snapshots = []
+    original = trainer.train_step
+
+    def step_and_snapshot(*a):
+        out = original(*a)
+        snapshots.append(([p.detach().clone() for p in e.encoder.parameters()],
+                          [p.detach().clone() for p in e.target.parameters()]))
+        return out
+    trainer.train_step = step_and_snapshot
+    trainer.run()
+    (enc1, tgt1), (enc2, tgt2), (enc3, _) = snapshots[1], snapshots[2], snapshots[3]
+    assert all(torch.equal(a, b) for a, b in zip(enc1, enc2)) and all(torch.equal(a, b) for a, b in zip(tgt1, tgt2))
+    assert not all(torch.equal(a, b) for a, b in zip(enc2, enc3))  # training goes on after the bad step
+    log = rows(Path(trainer.folder) / "jepa_r0.csv")
+    assert [float(r["skipped_steps"]) for r in log] == [0, 0, 1, 1]
+    assert all(torch.isfinite(p).all() for p in e.optimizer.state[next(e.encoder.parameters())].values())
+
+
+def test_persistent_non_finite_steps_stop_the_run(tiny_cfg):
+    from jepa_scale.train.loop import NonFiniteTraining
+
+    trainer = Trainer(tiny_cfg(optimization={"max_steps": 12, "max_nonfinite_steps": 3}, logging={"log_freq": 2}))
+    trainer.stream = PoisonedStream(trainer.stream, bad_steps=range(1, 12))
+    with pytest.raises(NonFiniteTraining, match=r"3 consecutive steps had a NaN/inf loss .*max_nonfinite_steps=3\); no checkpoint"):
+        trainer.run()
+    assert trainer.step <= 6  # noticed at the first log interval past the limit

@@ -124,6 +124,7 @@ class OptimizationConfig:
     # ours: cosine (V1), constant (V2 pretrain: warmup then constant), linear (V2 cooldown: lr -> final_lr)
     lr_schedule: str = "cosine"
     max_steps: Optional[int] = None  # ours: stop after this many steps without changing the schedules
+    max_nonfinite_steps: int = 10  # ours: stop after this many consecutive steps skipped for a NaN/inf loss or grad
     # V2 cooldown keys, accepted so V2 files parse; the schedule choice above is what acts
     is_anneal: bool = False
     anneal_ckpt: Optional[str] = None
@@ -208,6 +209,7 @@ class PretrainConfig:
         need(o.ipe > 0, "optimization.ipe", f"must be positive, got {o.ipe}")
         need(o.epochs > 0, "optimization.epochs", f"must be positive, got {o.epochs}")
         need(o.max_steps is None or o.max_steps > 0, "optimization.max_steps", "must be positive or null")
+        need(o.max_nonfinite_steps > 0, "optimization.max_nonfinite_steps", "must be positive")
         need(self.loss.loss_exp > 0, "loss.loss_exp", f"must be positive, got {self.loss.loss_exp}")
         need(self.logging.log_freq > 0, "logging.log_freq", f"must be positive, got {self.logging.log_freq}")
         return out

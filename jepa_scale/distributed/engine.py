@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from jepa_scale.train.ema import ema_update
+from jepa_scale.train.optim import skip_next_step_if
 
 
 def _total_norm(params) -> torch.Tensor:
@@ -35,13 +36,14 @@ class Engine(ABC):
         """Context for the forward pass and loss."""
 
     @abstractmethod
-    def backward_and_step(self, loss: torch.Tensor, clip_grad: float | None) -> torch.Tensor:
+    def backward_and_step(self, loss: torch.Tensor, clip_grad: float | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Backward, optional clipping (encoder and predictor each to clip_grad, as the official loop), optimizer
-        step, zero grads. Returns the total grad norm as a device tensor (no host sync)."""
+        step, zero grads. Returns (total grad norm, finite) as device tensors, without a host sync; when the loss
+        or the grad norm is not finite the optimizer step is skipped on the device."""
 
     @abstractmethod
-    def ema_update(self, momentum: float):
-        """target = m target + (1 - m) encoder, on local (shard) tensors."""
+    def ema_update(self, momentum: float, apply: torch.Tensor | None = None):
+        """target = m target + (1 - m) encoder, on local (shard) tensors; a no-op where `apply` is false."""
 
     @abstractmethod
     def state_dict_parts(self) -> dict:
@@ -87,12 +89,15 @@ class SingleEngine(Engine):
         if clip_grad is not None:
             torch.nn.utils.clip_grads_with_norm_(self._enc_params, clip_grad, enc_norm)
             torch.nn.utils.clip_grads_with_norm_(self._pred_params, clip_grad, pred_norm)
+        norm = torch.sqrt(enc_norm ** 2 + pred_norm ** 2)
+        finite = torch.isfinite(loss.detach()) & torch.isfinite(norm)
+        skip_next_step_if(self.optimizer, ~finite)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return torch.sqrt(enc_norm ** 2 + pred_norm ** 2)
+        return norm, finite
 
-    def ema_update(self, momentum):
-        ema_update(self._ema_dst, self._ema_src, momentum)
+    def ema_update(self, momentum, apply=None):
+        ema_update(self._ema_dst, self._ema_src, momentum, apply)
 
     def state_dict_parts(self) -> dict:
         """Full (unsharded) state dicts, keyed as the official checkpoint's sections."""

@@ -11,8 +11,8 @@ import torch
 
 log = logging.getLogger(__name__)
 
-CSV_COLUMNS = ("epoch", "itr", "loss", "lr", "wd", "momentum", "grad_norm", "target_std", "samples_per_s",
-               "data_wait_frac", "step_time_s")
+CSV_COLUMNS = ("epoch", "itr", "loss", "lr", "wd", "momentum", "grad_norm", "target_std", "skipped_steps",
+               "samples_per_s", "data_wait_frac", "step_time_s")
 
 
 class Metrics:
@@ -39,11 +39,14 @@ class Metrics:
     def add_data_wait(self, seconds: float):
         self._data_wait += seconds
 
-    def log(self, step: int, epoch: int, device_scalars: dict, host_scalars: dict):
-        """device_scalars: 0-d tensors (not read now); host_scalars: Python floats. Flushes every log_freq steps."""
+    def log(self, step: int, epoch: int, device_scalars: dict, host_scalars: dict) -> bool:
+        """device_scalars: 0-d tensors (not read now); host_scalars: Python floats. Flushes every log_freq steps;
+        returns whether it did (the caller may then read device state without an extra sync)."""
         self._rows.append((step, epoch, device_scalars, host_scalars))
         if len(self._rows) >= self.log_freq:
             self.flush()
+            return True
+        return False
 
     def flush(self):
         if not self._rows:

@@ -22,6 +22,10 @@ from jepa_scale.train.schedules import Schedules
 log = logging.getLogger(__name__)
 
 
+class NonFiniteTraining(RuntimeError):
+    """Too many consecutive steps had a NaN/inf loss or gradient norm (each was skipped)."""
+
+
 def build_models(cfg):
     """Encoder, predictor and target as the V1 train script makes them (seeded by meta.seed)."""
     torch.manual_seed(cfg.meta.seed)
@@ -51,6 +55,8 @@ class Trainer:
         self.stream = open_stream(cfg, self.engine.rank, self.engine.world_size, self.engine.device,
                                   skip_report=self.folder / "skipped_videos.tsv", decoder=decoder)
         self.step = 0
+        self.bad_streak = torch.zeros((), dtype=torch.long, device=self.engine.device)
+        self.skipped_steps = torch.zeros((), dtype=torch.long, device=self.engine.device)
         if cfg.meta.load_checkpoint:
             self.resume()
         self.metrics = Metrics(self.folder, cfg.logging.write_tag, self.engine.rank, cfg.logging.tensorboard,
@@ -99,9 +105,23 @@ class Trainer:
             loss = jepa_loss(preds, targets, self.cfg.loss.loss_exp)
             if self.cfg.loss.reg_coeff:
                 loss = loss + self.cfg.loss.reg_coeff * std_regulariser(preds)
-        grad_norm = e.backward_and_step(loss, clip)
-        e.ema_update(momentum)
+        grad_norm, finite = e.backward_and_step(loss, clip)
+        e.ema_update(momentum, apply=finite)
+        # device-side counters: read only when the metrics flush, never per step
+        self.bad_streak = (self.bad_streak + 1) * (~finite)
+        self.skipped_steps = self.skipped_steps + (~finite)
         return loss.detach(), grad_norm, target_std
+
+    def check_finite(self):
+        """Called after a metrics flush (the host already synced there)."""
+        streak, limit = int(self.bad_streak), self.cfg.optimization.max_nonfinite_steps
+        if streak >= limit:
+            last = (f"the last checkpoint, {self.latest_path}, holds the model from before them"
+                    if self.latest_path.exists() else "no checkpoint was written yet")
+            raise NonFiniteTraining(
+                f"step {self.step}: {streak} consecutive steps had a NaN/inf loss or gradient norm and were skipped "
+                f"(optimization.max_nonfinite_steps={limit}); {last}. Lower optimization.lr, check the data, or "
+                f"raise the limit.")
 
     def run(self) -> dict:
         o, ckpt_every = self.cfg.optimization, self.cfg.logging.checkpoint_freq or self.cfg.optimization.ipe
@@ -115,9 +135,12 @@ class Trainer:
             epoch = self.step // o.ipe
             clip = o.clip_grad if epoch > o.warmup else None
             loss, grad_norm, target_std = self.train_step(batch, lr, wd, m, clip)
-            self.metrics.log(self.step, epoch, {"loss": loss, "grad_norm": grad_norm, "target_std": target_std},
-                             {"lr": lr, "wd": wd, "momentum": m})
+            flushed = self.metrics.log(self.step, epoch, {"loss": loss, "grad_norm": grad_norm,
+                                                          "target_std": target_std, "skipped_steps": self.skipped_steps},
+                                       {"lr": lr, "wd": wd, "momentum": m})
             self.step += 1
+            if flushed:
+                self.check_finite()
             if self.step % ckpt_every == 0 or self.step == self.stop_step:
                 self.metrics.flush()
                 self.save(float(loss))

@@ -34,7 +34,15 @@ def param_groups(encoder: nn.Module, predictor: nn.Module) -> list[dict]:
 
 
 def make_optimizer(encoder: nn.Module, predictor: nn.Module) -> torch.optim.AdamW:
-    return torch.optim.AdamW(param_groups(encoder, predictor), betas=(0.9, 0.999), eps=1e-8)
+    # fused: one kernel per step, and it honours `found_inf`, so a non-finite step is skipped without a host sync
+    return torch.optim.AdamW(param_groups(encoder, predictor), betas=(0.9, 0.999), eps=1e-8, fused=True)
+
+
+def skip_next_step_if(optimizer: torch.optim.Optimizer, bad: torch.Tensor):
+    """Make the next fused-optimizer step a no-op (params, moments and step count untouched) where `bad` is true;
+    the same mechanism GradScaler uses."""
+    optimizer.grad_scale = None
+    optimizer.found_inf = bad.float()
 
 
 def set_lr_wd(optimizer: torch.optim.Optimizer, lr: float, wd: float):
