@@ -40,3 +40,36 @@ def test_analytic_step_agrees_with_flop_counter(tmp_path, backend):
     counted_attention = backend == "math"
     analytic = vjepa_step(32, [(10, 22), (3, 29)], e, p, tubelet=2, patch=16, attention=counted_attention)
     assert analytic["total"] * B == pytest.approx(counter.get_total_flops(), rel=0.02)
+
+
+def test_peak_table_and_training_scalars(tiny_cfg):
+    from jepa_scale.monitor.device_peak import peak_tflops
+    from jepa_scale.train.loop import train
+    import csv
+
+    assert peak_tflops("NVIDIA H100 80GB HBM3") == 989 and peak_tflops("NVIDIA H100 PCIe") == 756
+    assert peak_tflops("NVIDIA A100-SXM4-80GB") == 312 and peak_tflops("NVIDIA H200") == 989
+    assert peak_tflops("Tesla T4") is None and peak_tflops(None) is None
+    cfg = tiny_cfg(optimization={"max_steps": 4})
+    train(cfg)
+    rows = list(csv.DictReader(open(f"{cfg.logging.folder}/jepa_r0.csv")))
+    for r in rows:
+        assert float(r["tflops_per_s"]) > 0 and r["mfu"] == "" and r["peak_mem_gib"] == ""  # CPU: no peak, no MFU
+        assert float(r["tokens_per_s"]) == pytest.approx(float(r["samples_per_s"]) * 32)
+
+
+def test_metrics_turn_step_flops_into_tflops_and_mfu(tmp_path):
+    import csv
+
+    from jepa_scale.monitor.metrics import Metrics
+
+    m = Metrics(tmp_path, "t", tensorboard=False, log_freq=2, samples_per_step=4, tokens_per_sample=10,
+                peak_tflops=100.0)
+    for step, flops in ((0, 3e12), (1, 5e12)):
+        m.log(step, 0, {"loss": torch.tensor(1.0)}, {"lr": 0.1, "wd": 0.0, "momentum": 0.9, "flops": flops})
+    m.close()
+    r = list(csv.DictReader(open(tmp_path / "t_r0.csv")))[0]
+    # independent of the elapsed time: (8 TFLOP / t) / (8 samples / t) = 1 TFLOP per sample
+    assert float(r["tflops_per_s"]) / float(r["samples_per_s"]) == pytest.approx(1.0)
+    assert float(r["mfu"]) == pytest.approx(float(r["tflops_per_s"]) / 100.0)
+    assert float(r["tokens_per_s"]) == pytest.approx(10 * float(r["samples_per_s"]))

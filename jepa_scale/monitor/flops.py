@@ -50,3 +50,20 @@ def vjepa_step(num_tokens: int, masks: list[tuple[int, int]], enc: ViTShape, pre
     context += 2 * embed  # forward once, plus the weight gradient
     return {"target_forward": target, "context": context, "predictor": predictor,
             "total": target + context + predictor}
+
+
+class StepFlops:
+    """FLOPs of one training step on this device, from the models' shapes and the batch's mask shapes (host-side
+    numbers: no device sync)."""
+
+    def __init__(self, encoder, predictor):
+        self.enc = ViTShape(encoder.embed_dim, len(encoder.blocks), encoder.blocks[0].mlp.fc1.out_features)
+        self.pred = ViTShape(predictor.predictor_embed.out_features, len(predictor.predictor_blocks),
+                             predictor.predictor_blocks[0].mlp.fc1.out_features)
+        self.tokens, self.tubelet, self.patch = encoder.num_patches, encoder.tubelet_size, encoder.patch_size
+        self.recompute = (encoder.blocks[0].checkpoint, predictor.predictor_blocks[0].checkpoint)
+
+    def __call__(self, batch) -> float:
+        masks = [(c.shape[1], t.shape[1]) for c, t in zip(batch.masks_ctx, batch.masks_tgt)]
+        per_clip = vjepa_step(self.tokens, masks, self.enc, self.pred, self.tubelet, self.patch, *self.recompute)
+        return per_clip["total"] * batch.clips.shape[0]

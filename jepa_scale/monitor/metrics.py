@@ -12,14 +12,18 @@ import torch
 log = logging.getLogger(__name__)
 
 CSV_COLUMNS = ("epoch", "itr", "loss", "lr", "wd", "momentum", "grad_norm", "target_std", "skipped_steps",
-               "samples_per_s", "data_wait_frac", "step_time_s")
+               "samples_per_s", "tokens_per_s", "tflops_per_s", "mfu", "data_wait_frac", "step_time_s",
+               "peak_mem_gib")
 
 
 class Metrics:
     def __init__(self, folder: str | Path, write_tag: str, rank: int = 0, tensorboard: bool = True,
-                 log_freq: int = 10, samples_per_step: int = 1, resume: bool = False):
+                 log_freq: int = 10, samples_per_step: int = 1, resume: bool = False, tokens_per_sample: int = 0,
+                 device: torch.device | None = None, peak_tflops: float | None = None):
         self.folder = Path(folder)
         self.log_freq, self.samples_per_step = log_freq, samples_per_step
+        self.tokens_per_sample, self.peak_tflops = tokens_per_sample, peak_tflops
+        self.cuda = device if device is not None and device.type == "cuda" else None
         self.csv_path = self.folder / f"{write_tag}_r{rank}.csv"
         # a resumed run continues its log; a fresh run starts a new one
         new = not (resume and self.csv_path.exists())
@@ -55,8 +59,15 @@ class Metrics:
         values = torch.stack([torch.stack([r[2][k].float() for k in keys]) for r in self._rows]).tolist()  # one sync
         elapsed = time.perf_counter() - self._t0
         n = len(self._rows)
-        rate = {"samples_per_s": n * self.samples_per_step / elapsed, "data_wait_frac": self._data_wait / elapsed,
-                "step_time_s": elapsed / n}
+        samples_per_s = n * self.samples_per_step / elapsed
+        # FLOPs per step are host numbers (analytic, from the batch's mask shapes): per device, as MFU wants
+        tflops = sum(r[3].pop("flops", 0.0) for r in self._rows) / elapsed / 1e12
+        rate = {"samples_per_s": samples_per_s, "tokens_per_s": samples_per_s * self.tokens_per_sample,
+                "tflops_per_s": tflops, "data_wait_frac": self._data_wait / elapsed, "step_time_s": elapsed / n}
+        if self.peak_tflops:
+            rate["mfu"] = tflops / self.peak_tflops
+        if self.cuda is not None:
+            rate["peak_mem_gib"] = torch.cuda.max_memory_allocated(self.cuda) / 2 ** 30
         for (step, epoch, _, host), vals in zip(self._rows, values):
             row = dict(zip(keys, vals), **host, **rate)
             self._csv.writerow([epoch, step] + [row.get(c, "") for c in CSV_COLUMNS[2:]])
@@ -67,9 +78,10 @@ class Metrics:
         if self._tb:
             self._tb.flush()
         self.last = dict(row, step=self._rows[-1][0], epoch=self._rows[-1][1])
-        log.info("step %d  loss %.4f  lr %.3g  wd %.3g  m %.5f  grad %.3f  %.1f samples/s  data-wait %.0f%%",
-                 self.last["step"], row["loss"], row["lr"], row["wd"], row["momentum"], row.get("grad_norm", 0.0),
-                 rate["samples_per_s"], 100 * rate["data_wait_frac"])
+        mfu = f"  MFU {100 * rate['mfu']:.1f}%" if "mfu" in rate else ""
+        log.info("step %d  loss %.4f  lr %.3g  wd %.3g  m %.5f  grad %.3f  %.1f samples/s  %.3g TFLOP/s%s  "
+                 "data-wait %.0f%%", self.last["step"], row["loss"], row["lr"], row["wd"], row["momentum"],
+                 row.get("grad_norm", 0.0), rate["samples_per_s"], tflops, mfu, 100 * rate["data_wait_frac"])
         self._rows.clear()
         self._data_wait = 0.0
         self._t0 = time.perf_counter()

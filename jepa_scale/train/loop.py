@@ -14,6 +14,8 @@ from jepa_scale.config import save_config
 from jepa_scale.data.sources import open_stream
 from jepa_scale.distributed.engine import Engine, SingleEngine
 from jepa_scale.models import build_encoder, build_predictor
+from jepa_scale.monitor.device_peak import device_peak_tflops
+from jepa_scale.monitor.flops import StepFlops
 from jepa_scale.monitor.metrics import Metrics
 from jepa_scale.train.objective import jepa_loss, predict, std_regulariser, target_features
 from jepa_scale.train.optim import make_optimizer, reinit_like_v1_train, set_lr_wd
@@ -59,9 +61,11 @@ class Trainer:
         self.skipped_steps = torch.zeros((), dtype=torch.long, device=self.engine.device)
         if cfg.meta.load_checkpoint:
             self.resume()
+        self.flop_model = StepFlops(self.engine.encoder, self.engine.predictor)
         self.metrics = Metrics(self.folder, cfg.logging.write_tag, self.engine.rank, cfg.logging.tensorboard,
                                cfg.logging.log_freq, cfg.data.batch_size * self.engine.world_size,
-                               resume=cfg.meta.load_checkpoint)
+                               resume=cfg.meta.load_checkpoint, tokens_per_sample=self.engine.encoder.num_patches,
+                               device=self.engine.device, peak_tflops=device_peak_tflops(self.engine.device))
 
     # -- checkpoints
     def save(self, loss: float):
@@ -137,7 +141,7 @@ class Trainer:
             loss, grad_norm, target_std = self.train_step(batch, lr, wd, m, clip)
             flushed = self.metrics.log(self.step, epoch, {"loss": loss, "grad_norm": grad_norm,
                                                           "target_std": target_std, "skipped_steps": self.skipped_steps},
-                                       {"lr": lr, "wd": wd, "momentum": m})
+                                       {"lr": lr, "wd": wd, "momentum": m, "flops": self.flop_model(batch)})
             self.step += 1
             if flushed:
                 self.check_finite()
