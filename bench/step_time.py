@@ -35,7 +35,7 @@ def timed(fn):
 
 def step_phases(trainer, step):
     e, cfg = trainer.engine, trainer.cfg
-    batch, t_data = timed(lambda: next(trainer.stream))
+    batch, t_data = timed(lambda: next(trainer.streams[0]))
     lr, wd, m = trainer.schedules.at_iteration(step)
     set_lr_wd(e.optimizer, lr, wd)
     (targets, _), t_target = timed(lambda: target_features(e.target, batch.clips, batch.masks_tgt))
@@ -43,7 +43,7 @@ def step_phases(trainer, step):
     def forward_backward():
         preds = predict(e.encoder, e.predictor, batch.clips, batch.masks_ctx, batch.masks_tgt)
         loss = jepa_loss(preds, targets, cfg.loss.loss_exp)
-        loss.backward()
+        e.backward(loss)
         return loss
 
     _, t_fb = timed(forward_backward)
@@ -59,7 +59,7 @@ def step_phases(trainer, step):
 
 def embed_once_ratio(trainer, reps=5):
     enc = trainer.engine.encoder
-    batch = next(trainer.stream)
+    batch = next(trainer.streams[0])
     with torch.no_grad():
         per_mask = min(timed(lambda: [enc(batch.clips, masks=m) for m in batch.masks_ctx])[1] for _ in range(reps))
         once = min(timed(lambda: enc(batch.clips, masks=batch.masks_ctx))[1] for _ in range(reps))
@@ -107,7 +107,7 @@ def main():
         med = {k: statistics.median(x[k] for x in samples) for k in samples[0]}
         med["step_s"] = sum(med.values())
         per_mask, once = embed_once_ratio(trainer)
-        trainer.stream.close()
+        trainer.streams[0].close()
     aug_base, aug_ours = augment_ratio()
     print(f"tiny_cpu.yaml on CPU ({torch.get_num_threads()} threads), batch {cfg.data.batch_size}, "
           f"median of {args.steps} steps:")

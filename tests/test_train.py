@@ -28,7 +28,7 @@ def test_short_run_writes_config_checkpoint_csv_and_tensorboard(tiny_cfg):
     assert load_config(folder / "config.yaml") == cfg
     ckpt = read_checkpoint(folder / "jepa-latest.pth.tar")
     assert ckpt["jepa_scale"]["step"] == 6 and ckpt["epoch"] == 1 and ckpt["batch_size"] == 4
-    assert ckpt["jepa_scale"]["data"]["next_batch"] == 6
+    assert ckpt["jepa_scale"]["data"][0][0]["next_batch"] == 6  # [rank][micro-batch]
     log = rows(folder / "jepa_r0.csv")
     assert [int(r["itr"]) for r in log] == list(range(6))
     assert {"epoch", "itr", "loss", "lr", "wd", "momentum"} <= set(log[0])
@@ -83,12 +83,12 @@ def test_ema_target_and_clipping_schedule(tiny_cfg):
     cfg = tiny_cfg(optimization={"max_steps": 10})
     trainer = Trainer(cfg)
     clips = []
-    original = trainer.engine.backward_and_step
-    trainer.engine.backward_and_step = lambda loss, clip: (clips.append(clip), original(loss, clip))[1]
+    original = trainer.engine.step
+    trainer.engine.step = lambda clip, loss: (clips.append(clip), original(clip, loss))[1]
     enc, tgt = trainer.engine.encoder, trainer.engine.target
     before = [p.detach().clone() for p in tgt.parameters()]
-    batch = next(trainer.stream)
-    trainer.train_step(batch, 1e-3, 0.04, 0.9, None)
+    batch = next(trainer.streams[0])
+    trainer.train_step([batch], 1e-3, 0.04, 0.9, None)
     for b, t, e in zip(before, tgt.parameters(), enc.parameters()):
         assert torch.allclose(t, 0.9 * b + 0.1 * e, atol=1e-6)
     trainer.run()
@@ -118,7 +118,7 @@ def test_resume_from_an_official_checkpoint_starts_at_its_epoch(tmp_path, video_
     del ckpt["jepa_scale"]  # what the official trainer writes: whole epochs, no data position
     torch.save(ckpt, path)
     trainer = Trainer(cfg(6, True))
-    assert trainer.step == 4 and trainer.stream.next_batch == 4  # epoch 1 x ipe 4
+    assert trainer.step == 4 and trainer.streams[0].next_batch == 4  # epoch 1 x ipe 4
     assert trainer.run()["step"] == 6
 
 
@@ -141,7 +141,7 @@ class PoisonedStream:
 
 def test_a_non_finite_step_is_skipped_without_touching_the_model(tiny_cfg):
     trainer = Trainer(tiny_cfg(optimization={"max_steps": 4}, logging={"log_freq": 1}))
-    trainer.stream = PoisonedStream(trainer.stream, bad_steps={2})
+    trainer.streams = [PoisonedStream(trainer.streams[0], bad_steps={2})]
     e = trainer.engine
     snapshots = []
     original = trainer.train_step
@@ -165,7 +165,7 @@ def test_persistent_non_finite_steps_stop_the_run(tiny_cfg):
     from jepa_scale.train.loop import NonFiniteTraining
 
     trainer = Trainer(tiny_cfg(optimization={"max_steps": 12, "max_nonfinite_steps": 3}, logging={"log_freq": 2}))
-    trainer.stream = PoisonedStream(trainer.stream, bad_steps=range(1, 12))
+    trainer.streams = [PoisonedStream(trainer.streams[0], bad_steps=range(1, 12))]
     with pytest.raises(NonFiniteTraining, match=r"3 consecutive steps had a NaN/inf loss .*max_nonfinite_steps=3\); no checkpoint"):
         trainer.run()
     assert trainer.step <= 6  # noticed at the first log interval past the limit

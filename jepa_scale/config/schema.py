@@ -132,6 +132,12 @@ class OptimizationConfig:
 
 
 @dataclass
+class DistributedConfig:  # ours
+    engine: str = "auto"  # auto (single for one process, else ddp) | single | ddp
+    micro_batch_size: Optional[int] = None  # per-device micro-batch; data.batch_size / it micro-batches accumulate
+
+
+@dataclass
 class PretrainConfig:
     app: str = "vjepa"
     nodes: int = 1
@@ -144,6 +150,7 @@ class PretrainConfig:
     meta: MetaConfig = field(default_factory=MetaConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optimization: OptimizationConfig = field(default_factory=OptimizationConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def problems(self) -> list[tuple[str, str]]:
         """(key path, message) for every rule the values break; empty when the config is usable."""
@@ -212,4 +219,10 @@ class PretrainConfig:
         need(o.max_nonfinite_steps > 0, "optimization.max_nonfinite_steps", "must be positive")
         need(self.loss.loss_exp > 0, "loss.loss_exp", f"must be positive, got {self.loss.loss_exp}")
         need(self.logging.log_freq > 0, "logging.log_freq", f"must be positive, got {self.logging.log_freq}")
+        dc = self.distributed
+        need(dc.engine in ("auto", "single", "ddp"), "distributed.engine",
+             f"must be auto, single or ddp, got {dc.engine!r} (fsdp and deepspeed are not implemented yet)")
+        if dc.micro_batch_size is not None:
+            need(dc.micro_batch_size > 0 and d.batch_size % dc.micro_batch_size == 0, "distributed.micro_batch_size",
+                 f"must divide data.batch_size={d.batch_size}, got {dc.micro_batch_size}")
         return out

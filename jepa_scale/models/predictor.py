@@ -37,8 +37,15 @@ class Predictor(nn.Module):
         for blk in self.predictor_blocks:
             blk.attn.backend = backend
 
-    def forward(self, z: torch.Tensor, masks_ctx: torch.Tensor, masks_tgt: torch.Tensor, mask_index: int = 0):
-        """z [B, K_ctx, D] (the encoder's output at masks_ctx) -> predictions [B, K_tgt, D] at masks_tgt."""
+    def forward(self, z, masks_ctx, masks_tgt, mask_index: int = 0):
+        """z [B, K_ctx, D] (the encoder's output at masks_ctx) -> predictions [B, K_tgt, D] at masks_tgt.
+        Lists of z and masks (one per mask config, mask_index = position) give a list of predictions in one call,
+        which a data-parallel wrapper sees as one forward."""
+        if isinstance(z, (list, tuple)):
+            return [self.predict_one(zi, mc, mt, i) for i, (zi, mc, mt) in enumerate(zip(z, masks_ctx, masks_tgt))]
+        return self.predict_one(z, masks_ctx, masks_tgt, mask_index)
+
+    def predict_one(self, z: torch.Tensor, masks_ctx: torch.Tensor, masks_tgt: torch.Tensor, mask_index: int):
         n_ctx = z.size(1)
         x = self.predictor_embed(z) + gather_tokens(self.predictor_pos_embed, masks_ctx)  # [B, K_ctx, Dp]
         # gather positions, then add the token: never a full-length [B, N, Dp] tensor of mask tokens

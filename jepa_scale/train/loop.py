@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import shutil
 import time
@@ -12,7 +13,8 @@ import torch
 from jepa_scale.checkpoint import atomic_save, load_strict, pretrain_checkpoint, read_checkpoint
 from jepa_scale.config import save_config
 from jepa_scale.data.sources import open_stream
-from jepa_scale.distributed.engine import Engine, SingleEngine
+from jepa_scale.distributed.engine import DDPEngine, Engine, SingleEngine
+from jepa_scale.distributed.env import detect, init_process_group
 from jepa_scale.models import build_encoder, build_predictor
 from jepa_scale.monitor.device_peak import device_peak_tflops
 from jepa_scale.monitor.flops import StepFlops
@@ -39,7 +41,23 @@ def build_models(cfg):
 
 
 def default_engine(cfg) -> Engine:
-    return SingleEngine("cuda" if torch.cuda.is_available() else "cpu", cfg.meta.dtype)
+    """From the launcher's environment: one process -> single; several (torchrun, deepspeed, srun) -> ddp."""
+    env = detect()
+    device = init_process_group(env)
+    kind = cfg.distributed.engine
+    if kind == "auto":
+        kind = "single" if env.world_size == 1 else "ddp"
+    if kind == "single":
+        if env.world_size > 1:
+            raise ValueError(f"distributed.engine=single but the launcher started {env.world_size} processes")
+        return SingleEngine(device, cfg.meta.dtype)
+    return DDPEngine(device, cfg.meta.dtype)
+
+
+def micro_batches(cfg) -> tuple[int, int]:
+    """(micro-batch size, micro-batches accumulated per step on each device)."""
+    micro = cfg.distributed.micro_batch_size or cfg.data.batch_size
+    return micro, cfg.data.batch_size // micro
 
 
 class Trainer:
@@ -54,23 +72,37 @@ class Trainer:
         o = cfg.optimization
         self.stop_step = min(o.epochs * o.ipe, o.max_steps or o.epochs * o.ipe)
         self.latest_path = self.folder / f"{cfg.logging.write_tag}-latest.pth.tar"
-        self.stream = open_stream(cfg, self.engine.rank, self.engine.world_size, self.engine.device,
-                                  skip_report=self.folder / "skipped_videos.tsv", decoder=decoder)
+        # micro-batch m of rank r is global micro-batch r * accum + m: the same data and masks whatever the split
+        micro, accum = micro_batches(cfg)
+        micro_cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, batch_size=micro))
+        e = self.engine
+        self.streams = [open_stream(micro_cfg, e.rank * accum + m, e.world_size * accum, e.device,
+                                    skip_report=self.folder / f"skipped_videos_r{e.rank}.tsv" if e.world_size > 1
+                                    else self.folder / "skipped_videos.tsv", decoder=decoder)
+                        for m in range(accum)]
         self.step = 0
         self.bad_streak = torch.zeros((), dtype=torch.long, device=self.engine.device)
         self.skipped_steps = torch.zeros((), dtype=torch.long, device=self.engine.device)
         if cfg.meta.load_checkpoint:
             self.resume()
-        self.flop_model = StepFlops(self.engine.encoder, self.engine.predictor)
+        enc, pred, _ = self.engine.modules()
+        self.flop_model = StepFlops(enc, pred)
         self.metrics = Metrics(self.folder, cfg.logging.write_tag, self.engine.rank, cfg.logging.tensorboard,
                                cfg.logging.log_freq, cfg.data.batch_size * self.engine.world_size,
-                               resume=cfg.meta.load_checkpoint, tokens_per_sample=self.engine.encoder.num_patches,
+                               resume=cfg.meta.load_checkpoint, tokens_per_sample=enc.num_patches,
                                device=self.engine.device, peak_tflops=device_peak_tflops(self.engine.device))
 
     # -- checkpoints
     def save(self, loss: float):
         o, step = self.cfg.optimization, self.step
-        extra = {"step": step, "data": self.stream.state_dict(), "version": 1}
+        data = [s.state_dict() for s in self.streams]
+        if self.engine.world_size > 1:  # every rank's position, so each resumes where it was
+            gathered = [None] * self.engine.world_size
+            torch.distributed.all_gather_object(gathered, data)
+            data = gathered
+        else:
+            data = [data]
+        extra = {"step": step, "data": data, "version": 2}
         ckpt = pretrain_checkpoint(**self.engine.state_dict_parts(), epoch=step // o.ipe, loss=loss,
                                    batch_size=self.cfg.data.batch_size, world_size=self.engine.world_size,
                                    lr=self.schedules.lr(step), extra=extra)
@@ -86,30 +118,48 @@ class Trainer:
         path = self.folder / name if name else self.latest_path
         ckpt = read_checkpoint(path)
         e = self.engine
-        for key, module in (("encoder", e.encoder), ("predictor", e.predictor), ("target_encoder", e.target)):
+        for key, module in zip(("encoder", "predictor", "target_encoder"), e.modules()):
             load_strict(module, ckpt[key], key, str(path))
         e.optimizer.load_state_dict(ckpt["opt"])
         ours = ckpt.get("jepa_scale")
         if ours:
             self.step = ours["step"]
-            self.stream.load_state_dict(ours["data"])
+            data = ours["data"]
+            if isinstance(data, dict):  # version 1: one stream, one rank
+                data = [[data]]
+            if len(data) != e.world_size or len(data[e.rank]) != len(self.streams):
+                raise ValueError(f"{path} was written by {len(data)} ranks x {len(data[0])} micro-batches; this run "
+                                 f"has {e.world_size} x {len(self.streams)}: the data positions cannot be mapped")
+            for stream, state in zip(self.streams, data[e.rank]):
+                stream.load_state_dict(state)
         else:  # an official checkpoint: it stores whole epochs only, and no data position
             self.step = ckpt["epoch"] * self.cfg.optimization.ipe
-            self.stream.load_state_dict({"next_batch": self.step})
+            for stream in self.streams:
+                stream.load_state_dict({"next_batch": self.step})
             log.warning("%s has no data position (official checkpoint): continuing at batch %d", path, self.step)
         log.info("resumed from %s at step %d", path, self.step)
 
     # -- one step
-    def train_step(self, batch, lr: float, wd: float, momentum: float, clip):
+    def micro_step(self, batch, scale: float, last: bool):
+        e = self.engine
+        with e.accumulate(last):
+            with e.autocast():
+                targets, target_std = target_features(e.target, batch.clips, batch.masks_tgt)
+                preds = predict(e.encoder, e.predictor, batch.clips, batch.masks_ctx, batch.masks_tgt)
+                loss = jepa_loss(preds, targets, self.cfg.loss.loss_exp)
+                if self.cfg.loss.reg_coeff:
+                    loss = loss + self.cfg.loss.reg_coeff * std_regulariser(preds)
+            e.backward(loss * scale)
+        return loss.detach(), target_std
+
+    def train_step(self, batches, lr: float, wd: float, momentum: float, clip):
+        """One optimizer step over this rank's micro-batches (gradients averaged over them and over ranks)."""
         e = self.engine
         set_lr_wd(e.optimizer, lr, wd)
-        with e.autocast():
-            targets, target_std = target_features(e.target, batch.clips, batch.masks_tgt)
-            preds = predict(e.encoder, e.predictor, batch.clips, batch.masks_ctx, batch.masks_tgt)
-            loss = jepa_loss(preds, targets, self.cfg.loss.loss_exp)
-            if self.cfg.loss.reg_coeff:
-                loss = loss + self.cfg.loss.reg_coeff * std_regulariser(preds)
-        grad_norm, finite = e.backward_and_step(loss, clip)
+        out = [self.micro_step(b, 1.0 / len(batches), i == len(batches) - 1) for i, b in enumerate(batches)]
+        loss = e.all_reduce_mean(torch.stack([o[0] for o in out]).mean())
+        target_std = torch.stack([o[1] for o in out]).mean()
+        grad_norm, finite = e.step(clip, loss)
         e.ema_update(momentum, apply=finite)
         # device-side counters: read only when the metrics flush, never per step
         self.bad_streak = (self.bad_streak + 1) * (~finite)
@@ -133,15 +183,16 @@ class Trainer:
         loss = torch.zeros(())
         while self.step < self.stop_step:
             t0 = time.perf_counter()
-            batch = next(self.stream).to(self.engine.device)
+            batches = [next(s).to(self.engine.device) for s in self.streams]
             self.metrics.add_data_wait(time.perf_counter() - t0)
             lr, wd, m = self.schedules.at_iteration(self.step)
             epoch = self.step // o.ipe
             clip = o.clip_grad if epoch > o.warmup else None
-            loss, grad_norm, target_std = self.train_step(batch, lr, wd, m, clip)
+            loss, grad_norm, target_std = self.train_step(batches, lr, wd, m, clip)
             flushed = self.metrics.log(self.step, epoch, {"loss": loss, "grad_norm": grad_norm,
                                                           "target_std": target_std, "skipped_steps": self.skipped_steps},
-                                       {"lr": lr, "wd": wd, "momentum": m, "flops": self.flop_model(batch)})
+                                       {"lr": lr, "wd": wd, "momentum": m,
+                                        "flops": sum(self.flop_model(b) for b in batches)})
             self.step += 1
             if flushed:
                 self.check_finite()
@@ -149,10 +200,14 @@ class Trainer:
                 self.metrics.flush()
                 self.save(float(loss))
         self.metrics.close()
-        self.stream.close()
+        skipped = {}
+        for s in self.streams:
+            s.close()
+            for reason, n in s.skipped.items():
+                skipped[reason] = skipped.get(reason, 0) + n
         return {"step": self.step, "loss": float(loss), "checkpoint": str(self.latest_path),
                 "csv": str(self.metrics.csv_path), "tensorboard": str(self.folder / "tensorboard"),
-                "skipped_videos": dict(self.stream.skipped)}
+                "skipped_videos": skipped}
 
 
 def train(cfg, **kw) -> dict:

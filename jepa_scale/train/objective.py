@@ -18,8 +18,7 @@ def target_features(target_encoder, clips, masks_tgt: list[torch.Tensor]):
 
 def predict(encoder, predictor, clips, masks_ctx: list[torch.Tensor], masks_tgt: list[torch.Tensor]):
     """One prediction [B, K_tgt_i, D] per mask config; the clip is patch-embedded once for all configs."""
-    zs = encoder(clips, masks=masks_ctx)
-    return [predictor(z, mc, mt, mask_index=i) for i, (z, mc, mt) in enumerate(zip(zs, masks_ctx, masks_tgt))]
+    return predictor(encoder(clips, masks=masks_ctx), masks_ctx, masks_tgt)
 
 
 def jepa_loss(preds, targets, loss_exp: float = 1.0) -> torch.Tensor:

@@ -1,0 +1,41 @@
+"""Rank, local rank and world size from whichever launcher started us: python, torchrun, deepspeed or srun."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    launcher: str = "python"  # python | torchrun | deepspeed | slurm
+
+
+def detect(environ: dict | None = None, local_rank_arg: int | None = None) -> DistEnv:
+    e = os.environ if environ is None else environ
+    if "RANK" in e and "WORLD_SIZE" in e:  # torchrun and the deepspeed launcher export these
+        launcher = "deepspeed" if local_rank_arg is not None else "torchrun"
+        local = int(e.get("LOCAL_RANK", local_rank_arg if local_rank_arg is not None else 0))
+        return DistEnv(int(e["RANK"]), local, int(e["WORLD_SIZE"]), launcher)
+    if int(e.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in e:
+        return DistEnv(int(e["SLURM_PROCID"]), int(e.get("SLURM_LOCALID", 0)), int(e["SLURM_NTASKS"]), "slurm")
+    return DistEnv()
+
+
+def init_process_group(env: DistEnv) -> torch.device:
+    """Join the process group (NCCL on GPUs, gloo on CPU) when there are several ranks; returns this rank's device."""
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda", env.local_rank) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    if env.world_size > 1 and not dist.is_initialized():
+        if env.launcher == "slurm":  # srun sets no rendezvous variables: the launch script exports MASTER_ADDR/PORT
+            os.environ.setdefault("RANK", str(env.rank))
+            os.environ.setdefault("WORLD_SIZE", str(env.world_size))
+        dist.init_process_group("nccl" if cuda else "gloo", rank=env.rank, world_size=env.world_size)
+    return device
