@@ -1,0 +1,60 @@
+"""Several processes on this machine with the gloo backend, started by torchrun as a user would."""
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, tiny_raw
+
+pytestmark = pytest.mark.slow
+TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+
+
+def launch(cfg_raw: dict, folder: Path, nproc: int, *overrides: str):
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg_file = folder.parent / f"{folder.name}.yaml"
+    cfg_file.write_text(yaml.safe_dump(cfg_raw))
+    args = ["launch/pretrain.py", "--config", str(cfg_file), "--set", f"logging.folder={folder}"]
+    for o in overrides:
+        args += ["--set", o]
+    cmd = [TORCHRUN, "--standalone", f"--nproc_per_node={nproc}", *args] if nproc > 1 else [sys.executable, *args]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+
+
+def losses(folder: Path) -> list[float]:
+    return [float(r["loss"]) for r in csv.DictReader(open(folder / "jepa_r0.csv"))]
+
+
+@pytest.fixture
+def raw(video_csv, tmp_path):
+    return tiny_raw(str(video_csv), str(tmp_path / "unused"), data={"batch_size": 4},
+                    optimization={"max_steps": 5, "ipe": 8})
+
+
+def test_ddp_on_two_ranks_equals_one_process_accumulating_two_micro_batches(raw, tmp_path):
+    if TORCHRUN is None:
+        pytest.skip("torchrun not found next to this python")
+    launch(raw, tmp_path / "single", 1, "distributed.micro_batch_size=2")
+    launch(raw, tmp_path / "ddp", 2, "data.batch_size=2", "distributed.engine=ddp")
+    single, ddp = losses(tmp_path / "single"), losses(tmp_path / "ddp")
+    assert len(single) == len(ddp) == 5
+    # same samples and masks per micro-batch; only the order of the gradient sums differs (float32 rounding)
+    assert ddp == pytest.approx(single, rel=1e-4)
+    assert (tmp_path / "ddp" / "jepa_r1.csv").exists()
+
+
+def test_ddp_resumes_with_the_same_losses(raw, tmp_path):
+    if TORCHRUN is None:
+        pytest.skip("torchrun not found next to this python")
+    common = ("data.batch_size=2", "distributed.engine=ddp")
+    launch(raw, tmp_path / "whole", 2, *common)
+    launch(raw, tmp_path / "split", 2, *common, "optimization.max_steps=3")
+    launch(raw, tmp_path / "split", 2, *common, "meta.load_checkpoint=true")
+    assert losses(tmp_path / "split") == pytest.approx(losses(tmp_path / "whole"), rel=1e-5)
