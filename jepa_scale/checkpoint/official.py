@@ -61,8 +61,14 @@ def read_checkpoint(path: str | Path, weights_only: bool = True) -> dict:
 
 def load_strict(module: nn.Module, state: dict, what: str, source: str):
     """Load `state` (prefixes stripped) into `module`; any missing, unexpected or mis-shaped key is an error."""
+    state = check_matches(module.state_dict(), state, what, source)
+    module.load_state_dict(state, strict=True)
+
+
+def check_matches(own: dict, state: dict, what: str, source: str) -> dict:
+    """`state` with prefixes stripped, after checking its keys and shapes equal `own`'s (global shapes for sharded
+    tensors); raises CheckpointError listing every difference."""
     state = strip_prefix(state)
-    own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
@@ -73,7 +79,7 @@ def load_strict(module: nn.Module, state: dict, what: str, source: str):
             if items:
                 parts.append(f"{title} ({len(items)}): " + ", ".join(items[:20]) + (" ..." if len(items) > 20 else ""))
         raise CheckpointError(f"{source}: '{what}' does not match the model: " + "; ".join(parts))
-    module.load_state_dict(state, strict=True)
+    return state
 
 
 def pretrain_checkpoint(encoder: dict, predictor: dict, target: dict, opt: dict, *, epoch: int, loss: float,

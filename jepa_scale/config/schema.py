@@ -133,7 +133,8 @@ class OptimizationConfig:
 
 @dataclass
 class DistributedConfig:  # ours
-    engine: str = "auto"  # auto (single for one process, else ddp) | single | ddp
+    engine: str = "auto"  # auto (single for one process, else ddp) | single | ddp | fsdp
+    reshard_after_forward: bool = True  # fsdp: free gathered blocks after forward (ZeRO-3-like); false: ZeRO-2-like
     micro_batch_size: Optional[int] = None  # per-device micro-batch; data.batch_size / it micro-batches accumulate
 
 
@@ -220,8 +221,8 @@ class PretrainConfig:
         need(self.loss.loss_exp > 0, "loss.loss_exp", f"must be positive, got {self.loss.loss_exp}")
         need(self.logging.log_freq > 0, "logging.log_freq", f"must be positive, got {self.logging.log_freq}")
         dc = self.distributed
-        need(dc.engine in ("auto", "single", "ddp"), "distributed.engine",
-             f"must be auto, single or ddp, got {dc.engine!r} (fsdp and deepspeed are not implemented yet)")
+        need(dc.engine in ("auto", "single", "ddp", "fsdp"), "distributed.engine",
+             f"must be auto, single, ddp or fsdp, got {dc.engine!r} (deepspeed is not implemented yet)")
         if dc.micro_batch_size is not None:
             need(dc.micro_batch_size > 0 and d.batch_size % dc.micro_batch_size == 0, "distributed.micro_batch_size",
                  f"must divide data.batch_size={d.batch_size}, got {dc.micro_batch_size}")

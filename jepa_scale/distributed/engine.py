@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from jepa_scale.checkpoint import check_matches, load_strict
 from jepa_scale.train.ema import ema_update
 from jepa_scale.train.optim import skip_next_step_if
 
@@ -59,10 +60,17 @@ class Engine(ABC):
         """The plain (unwrapped) encoder, predictor and target, e.g. for state dicts."""
 
     def state_dict_parts(self) -> dict:
-        """{"encoder", "predictor", "target", "opt"} state dicts for an official-layout checkpoint."""
+        """{"encoder", "predictor", "target", "opt"} full state dicts for an official-layout checkpoint (every rank
+        calls it: sharded engines gather)."""
         enc, pred, tgt = self.modules()
         return {"encoder": enc.state_dict(), "predictor": pred.state_dict(), "target": tgt.state_dict(),
                 "opt": self.optimizer.state_dict()}
+
+    def load_parts(self, ckpt: dict, source: str):
+        """Load an official-layout checkpoint's models (strictly) and optimizer state."""
+        for key, module in zip(("encoder", "predictor", "target_encoder"), self.modules()):
+            load_strict(module, ckpt[key], key, source)
+        self.optimizer.load_state_dict(ckpt["opt"])
 
     def barrier(self):
         pass
@@ -118,12 +126,27 @@ class SingleEngine(Engine):
         ema_update(self._ema_dst, self._ema_src, momentum, apply)
 
 
-class DDPEngine(SingleEngine):
+class ProcessGroupMixin:
+    """Rank, world size and collectives over the default process group (for the multi-process engines)."""
+
+    def _join_group(self):
+        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+
+    def barrier(self):
+        dist.barrier()
+
+    def all_reduce_mean(self, t):
+        t = t.detach().clone()
+        dist.all_reduce(t)  # SUM: gloo has no AVG
+        return t / self.world_size
+
+
+class DDPEngine(ProcessGroupMixin, SingleEngine):
     """Data parallel: every rank holds the whole model; gradients are averaged over ranks in backward."""
 
     def __init__(self, device, dtype: str = "bfloat16"):
         super().__init__(device, dtype)
-        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+        self._join_group()
 
     def setup(self, encoder, predictor, target, optimizer_factory):
         super().setup(encoder, predictor, target, optimizer_factory)
@@ -142,10 +165,78 @@ class DDPEngine(SingleEngine):
         stack.enter_context(self.predictor.no_sync())
         return stack
 
-    def barrier(self):
-        dist.barrier()
 
-    def all_reduce_mean(self, t):
-        t = t.detach().clone()
-        dist.all_reduce(t)  # SUM: gloo has no AVG
-        return t / self.world_size
+class FSDPEngine(ProcessGroupMixin, SingleEngine):
+    """PyTorch FSDP2: each block, then the whole model, is `fully_shard`ed over the ranks. The EMA target is sharded
+    exactly like the encoder, runs forward only and is updated shard by shard; it is never gathered for the update.
+    reshard_after_forward=True frees gathered blocks after forward (ZeRO-3-like), False keeps them (ZeRO-2-like)."""
+
+    def __init__(self, device, dtype: str = "bfloat16", reshard_after_forward: bool = True):
+        super().__init__(device, dtype)
+        self._join_group()
+        self.reshard = reshard_after_forward
+
+    def setup(self, encoder, predictor, target, optimizer_factory):
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        mesh = init_device_mesh(self.device.type, (self.world_size,))
+        # The target always reshards after its forward: it has no backward to reshard it, and gathered copies kept
+        # across steps would go stale once the EMA updates the shards (it is re-gathered every step either way).
+        for model, blocks, reshard in ((encoder, encoder.blocks, self.reshard),
+                                       (predictor, predictor.predictor_blocks, self.reshard),
+                                       (target, target.blocks, True)):
+            model.to(self.device)
+            for block in blocks:
+                fully_shard(block, mesh=mesh, reshard_after_forward=reshard)
+            fully_shard(model, mesh=mesh, reshard_after_forward=reshard)
+        super().setup(encoder, predictor, target, optimizer_factory)
+
+    def accumulate(self, last):
+        enc, pred, _ = self._modules
+        for m in (enc, pred):
+            m.set_requires_gradient_sync(last)  # reduce-scatter only on the last micro-batch
+        return contextlib.nullcontext()
+
+    def step(self, clip_grad, loss):
+        full = lambda t: t.full_tensor() if hasattr(t, "full_tensor") else t  # noqa: E731
+        enc_norm, pred_norm = _total_norm(self._enc_params), _total_norm(self._pred_params)
+        if clip_grad is not None:
+            torch.nn.utils.clip_grads_with_norm_(self._enc_params, clip_grad, enc_norm)
+            torch.nn.utils.clip_grads_with_norm_(self._pred_params, clip_grad, pred_norm)
+        norm = torch.sqrt(full(enc_norm) ** 2 + full(pred_norm) ** 2)
+        finite = torch.isfinite(loss.detach()) & torch.isfinite(norm)
+        skip_next_step_if(self.optimizer, ~finite)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return norm, finite
+
+    @torch.no_grad()
+    def ema_update(self, momentum, apply=None):
+        ema_update([p.to_local() for p in self._ema_dst], [p.to_local() for p in self._ema_src], momentum, apply)
+
+    def state_dict_parts(self):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        enc, pred, tgt = self._modules
+        out = {k: get_model_state_dict(m, options=opts) for k, m in (("encoder", enc), ("predictor", pred),
+                                                                     ("target", tgt))}
+        opt = self.optimizer.state_dict()
+        opt["state"] = {i: {k: v.full_tensor().cpu() if hasattr(v, "full_tensor") else v for k, v in st.items()}
+                        for i, st in opt["state"].items()}
+        out["opt"] = opt
+        return out
+
+    def load_parts(self, ckpt, source):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+        from torch.distributed.tensor import distribute_tensor
+
+        for key, module in zip(("encoder", "predictor", "target_encoder"), self._modules):
+            state = check_matches(module.state_dict(), ckpt[key], key, source)
+            set_model_state_dict(module, state, options=StateDictOptions(full_state_dict=True))
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        opt = dict(ckpt["opt"])
+        opt["state"] = {i: {k: distribute_tensor(v.to(self.device), params[i].device_mesh, params[i].placements)
+                            if k != "step" else v for k, v in st.items()} for i, st in opt["state"].items()}
+        self.optimizer.load_state_dict(opt)

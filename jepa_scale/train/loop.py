@@ -10,10 +10,10 @@ from pathlib import Path
 
 import torch
 
-from jepa_scale.checkpoint import atomic_save, load_strict, pretrain_checkpoint, read_checkpoint
+from jepa_scale.checkpoint import atomic_save, pretrain_checkpoint, read_checkpoint
 from jepa_scale.config import save_config
 from jepa_scale.data.sources import open_stream
-from jepa_scale.distributed.engine import DDPEngine, Engine, SingleEngine
+from jepa_scale.distributed.engine import DDPEngine, Engine, FSDPEngine, SingleEngine
 from jepa_scale.distributed.env import detect, init_process_group
 from jepa_scale.models import build_encoder, build_predictor
 from jepa_scale.monitor.device_peak import device_peak_tflops
@@ -51,6 +51,10 @@ def default_engine(cfg) -> Engine:
         if env.world_size > 1:
             raise ValueError(f"distributed.engine=single but the launcher started {env.world_size} processes")
         return SingleEngine(device, cfg.meta.dtype)
+    if env.world_size == 1 and not torch.distributed.is_initialized():
+        raise ValueError(f"distributed.engine={kind} needs a process group: launch with torchrun or deepspeed")
+    if kind == "fsdp":
+        return FSDPEngine(device, cfg.meta.dtype, cfg.distributed.reshard_after_forward)
     return DDPEngine(device, cfg.meta.dtype)
 
 
@@ -118,9 +122,7 @@ class Trainer:
         path = self.folder / name if name else self.latest_path
         ckpt = read_checkpoint(path)
         e = self.engine
-        for key, module in zip(("encoder", "predictor", "target_encoder"), e.modules()):
-            load_strict(module, ckpt[key], key, str(path))
-        e.optimizer.load_state_dict(ckpt["opt"])
+        e.load_parts(ckpt, str(path))
         ours = ckpt.get("jepa_scale")
         if ours:
             self.step = ours["step"]
