@@ -21,7 +21,7 @@ def main(argv=None) -> int:
         print(f"config error: {e}", file=sys.stderr)
         return 2
     try:
-        summary = train(cfg)
+        summary = train(cfg, local_rank=args.local_rank)
     except NonFiniteTraining as e:
         print(f"stopped: {e}", file=sys.stderr)
         return 3

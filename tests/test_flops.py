@@ -73,3 +73,20 @@ def test_metrics_turn_step_flops_into_tflops_and_mfu(tmp_path):
     assert float(r["tflops_per_s"]) / float(r["samples_per_s"]) == pytest.approx(1.0)
     assert float(r["mfu"]) == pytest.approx(float(r["tflops_per_s"]) / 100.0)
     assert float(r["tokens_per_s"]) == pytest.approx(10 * float(r["samples_per_s"]))
+
+
+def test_every_k_checkpointing_and_its_recompute_flops(tmp_path):
+    from jepa_scale.monitor.flops import StepFlops
+
+    cfg = load_config(raw=tiny_raw(None, str(tmp_path), model={"depth": 4, "pred_depth": 2},
+                                   distributed={"activation_checkpointing": "every_k", "checkpoint_every": 2}))
+    enc, pred, _ = build_models(cfg)
+    assert [b.checkpoint for b in enc.blocks] == [True, False, True, False]
+    e, p = shapes(enc, pred)
+    with_half = vjepa_step(32, [(10, 22)], e, p, 2, 16, recompute_encoder=0.5, recompute_predictor=0.5)
+    without = vjepa_step(32, [(10, 22)], e, p, 2, 16)
+    # half of the blocks run their forward once more
+    from jepa_scale.monitor.flops import blocks_forward
+    extra = 0.5 * (blocks_forward(10, e) + blocks_forward(32, p))
+    assert with_half["total"] - without["total"] == pytest.approx(extra)
+    assert StepFlops(enc, pred).recompute == (0.5, 0.5)

@@ -164,3 +164,15 @@ def test_activation_checkpointing_gives_the_same_gradients_and_recomputes(tmp_pa
     loss_b, grads_b, recomputed_b = grads(True)
     assert torch.equal(loss_a, loss_b) and recomputed_a == 0 and recomputed_b == 1
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads_a, grads_b))
+
+
+def test_attention_kernel_report_names_what_really_ran():
+    from jepa_scale.models.attention import attention_kernels
+
+    report = attention_kernels(torch.device("cpu"))
+    assert "scaled_dot_product" in report["sdpa"]  # the CPU fused kernel SDPA dispatched to
+    assert "bmm" in report["math"] and "scaled_dot_product" not in report["math"]
+    try:
+        import xformers  # noqa: F401
+    except ImportError:
+        assert report["xformers"].startswith("unavailable") and "xformers" in report["xformers"]

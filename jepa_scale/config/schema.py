@@ -135,6 +135,9 @@ class OptimizationConfig:
 class DistributedConfig:  # ours
     engine: str = "auto"  # auto (single for one process, else ddp) | single | ddp | fsdp
     reshard_after_forward: bool = True  # fsdp: free gathered blocks after forward (ZeRO-3-like); false: ZeRO-2-like
+    # none | full | every_k (checkpoint_every: k); model.use_activation_checkpointing: true (V2 key) means full
+    activation_checkpointing: str = "none"
+    checkpoint_every: int = 2
     micro_batch_size: Optional[int] = None  # per-device micro-batch; data.batch_size / it micro-batches accumulate
 
 
@@ -223,6 +226,9 @@ class PretrainConfig:
         dc = self.distributed
         need(dc.engine in ("auto", "single", "ddp", "fsdp"), "distributed.engine",
              f"must be auto, single, ddp or fsdp, got {dc.engine!r} (deepspeed is not implemented yet)")
+        need(dc.activation_checkpointing in ("none", "full", "every_k"), "distributed.activation_checkpointing",
+             f"must be none, full or every_k, got {dc.activation_checkpointing!r}")
+        need(dc.checkpoint_every > 0, "distributed.checkpoint_every", "must be positive")
         if dc.micro_batch_size is not None:
             need(dc.micro_batch_size > 0 and d.batch_size % dc.micro_batch_size == 0, "distributed.micro_batch_size",
                  f"must divide data.batch_size={d.batch_size}, got {dc.micro_batch_size}")

@@ -34,19 +34,20 @@ def vit_forward(tokens: int, s: ViTShape, tubelet: int, patch: int, attention: b
 
 
 def vjepa_step(num_tokens: int, masks: list[tuple[int, int]], enc: ViTShape, pred: ViTShape, tubelet: int,
-               patch: int, recompute_encoder: bool = False, recompute_predictor: bool = False,
+               patch: int, recompute_encoder: float = 0.0, recompute_predictor: float = 0.0,
                attention: bool = True) -> dict:
     """FLOPs per clip of one training step. masks: (context tokens, target tokens) per mask config.
     Our encoder embeds patches once per clip for all masks (the official wrapper embeds once per mask).
+    recompute_*: the fraction of blocks whose forward is recomputed in backward (activation checkpointing).
     attention=False leaves out the attention products (what FlopCounterMode sees of CPU SDPA: nothing)."""
     target = vit_forward(num_tokens, enc, tubelet, patch, attention)
     embed = patch_embed_forward(num_tokens, enc.dim, tubelet, patch)
     context = predictor = 0.0
     for k_ctx, k_tgt in masks:
-        context += blocks_forward(k_ctx, enc, attention) * (3 + (1 if recompute_encoder else 0))
+        context += blocks_forward(k_ctx, enc, attention) * (3 + recompute_encoder)
         p_blocks = blocks_forward(k_ctx + k_tgt, pred, attention)
         p_io = 2 * k_ctx * enc.dim * pred.dim + 2 * k_tgt * pred.dim * enc.dim  # predictor_embed, predictor_proj
-        predictor += 3 * p_io + p_blocks * (3 + (1 if recompute_predictor else 0))
+        predictor += 3 * p_io + p_blocks * (3 + recompute_predictor)
     context += 2 * embed  # forward once, plus the weight gradient
     return {"target_forward": target, "context": context, "predictor": predictor,
             "total": target + context + predictor}
@@ -61,7 +62,8 @@ class StepFlops:
         self.pred = ViTShape(predictor.predictor_embed.out_features, len(predictor.predictor_blocks),
                              predictor.predictor_blocks[0].mlp.fc1.out_features)
         self.tokens, self.tubelet, self.patch = encoder.num_patches, encoder.tubelet_size, encoder.patch_size
-        self.recompute = (encoder.blocks[0].checkpoint, predictor.predictor_blocks[0].checkpoint)
+        frac = lambda blocks: sum(b.checkpoint for b in blocks) / len(blocks)  # noqa: E731
+        self.recompute = (frac(encoder.blocks), frac(predictor.predictor_blocks))
 
     def __call__(self, batch) -> float:
         masks = [(c.shape[1], t.shape[1]) for c, t in zip(batch.masks_ctx, batch.masks_tgt)]

@@ -16,6 +16,7 @@ from jepa_scale.data.sources import open_stream
 from jepa_scale.distributed.engine import DDPEngine, Engine, FSDPEngine, SingleEngine
 from jepa_scale.distributed.env import detect, init_process_group
 from jepa_scale.models import build_encoder, build_predictor
+from jepa_scale.models.attention import attention_kernels
 from jepa_scale.monitor.device_peak import device_peak_tflops
 from jepa_scale.monitor.flops import StepFlops
 from jepa_scale.monitor.metrics import Metrics
@@ -40,9 +41,10 @@ def build_models(cfg):
     return encoder, predictor, target
 
 
-def default_engine(cfg) -> Engine:
-    """From the launcher's environment: one process -> single; several (torchrun, deepspeed, srun) -> ddp."""
-    env = detect()
+def default_engine(cfg, local_rank: int | None = None) -> Engine:
+    """From the launcher's environment: one process -> single; several (torchrun, deepspeed, srun) -> ddp.
+    local_rank: the `--local_rank` the deepspeed launcher passes."""
+    env = detect(local_rank_arg=local_rank)
     device = init_process_group(env)
     kind = cfg.distributed.engine
     if kind == "auto":
@@ -65,12 +67,12 @@ def micro_batches(cfg) -> tuple[int, int]:
 
 
 class Trainer:
-    def __init__(self, cfg, engine: Engine | None = None, decoder=None):
+    def __init__(self, cfg, engine: Engine | None = None, decoder=None, local_rank: int | None = None):
         self.cfg = cfg
         self.folder = Path(cfg.logging.folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         save_config(cfg, self.folder / "config.yaml")
-        self.engine = engine or default_engine(cfg)
+        self.engine = engine or default_engine(cfg, local_rank)
         self.engine.setup(*build_models(cfg), optimizer_factory=make_optimizer)
         self.schedules = Schedules.from_config(cfg.optimization)
         o = cfg.optimization
@@ -179,9 +181,19 @@ class Trainer:
                 f"(optimization.max_nonfinite_steps={limit}); {last}. Lower optimization.lr, check the data, or "
                 f"raise the limit.")
 
+    def log_setup(self):
+        e, enc = self.engine, self.engine.modules()[0]
+        log.info("training steps %d..%d on %s, engine %s, %d rank(s)", self.step, self.stop_step, e.device,
+                 type(e).__name__, e.world_size)
+        backend = enc.blocks[0].attn.backend
+        dtype = e.amp_dtype or torch.float32
+        kernels = attention_kernels(e.device, dtype, enc.embed_dim // enc.num_heads)
+        log.info("attention backend %s runs: %s (all backends here: %s)", backend, kernels[backend], kernels)
+
     def run(self) -> dict:
         o, ckpt_every = self.cfg.optimization, self.cfg.logging.checkpoint_freq or self.cfg.optimization.ipe
-        log.info("training steps %d..%d on %s", self.step, self.stop_step, self.engine.device)
+        if self.engine.rank == 0:
+            self.log_setup()
         loss = torch.zeros(())
         while self.step < self.stop_step:
             t0 = time.perf_counter()
