@@ -1,14 +1,21 @@
-"""Activation memory of one V-JEPA forward (context encoder + predictor, the part that keeps tensors for
-backward), with activation checkpointing off vs on, per sample. Ends with one JSON line.
+"""Memory of V-JEPA training on CPU, with the planner's prediction beside each measurement. Ends with one JSON line.
 
-Counted with torch.autograd.graph.saved_tensors_hooks on the meta device (shapes only): every tensor saved for
-backward, parameters excluded, plus the block inputs that checkpointing keeps instead.
+(a) activations: bytes saved for backward per sample by the context encoder + predictor, activation checkpointing
+    none vs full, counted with torch.autograd.graph.saved_tensors_hooks on the meta device (parameters excluded,
+    plus the block inputs that checkpointing keeps instead);
+(b) model states: per-rank bytes of parameters, gradients and optimizer state after one step at world size 2 (gloo,
+    started here with torchrun) for DDP vs FSDP2 (full sharding), ViT-L + predictor on a tiny clip (the states do
+    not depend on the clip size).
 
-    python bench/memory.py [--config configs/pretrain/vitl16.yaml]
+    python bench/memory.py [--config configs/pretrain/vitl16.yaml] [--no-engines]
 """
 import argparse
 import json
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -52,18 +59,104 @@ def saved_bytes_per_sample(config: Path, checkpointing: bool, batch: int = 1) ->
     return total[0] // batch
 
 
+def local_bytes(tensors) -> int:
+    total = 0
+    for t in tensors:
+        if t is not None and torch.is_tensor(t):
+            t = t.to_local() if hasattr(t, "to_local") else t
+            total += t.numel() * t.element_size()
+    return total
+
+
+def engine_worker(config: str, engine: str, out: str):
+    """Runs under torchrun: one step, then this rank's state bytes (rank 0 writes them)."""
+    import torch.distributed as dist
+
+    from jepa_scale.train.loop import build_models, default_engine
+    from jepa_scale.train.objective import jepa_loss, predict, target_features
+    from jepa_scale.train.optim import make_optimizer
+
+    cfg = load_config(config, ["data.crop_size=64", "data.num_frames=4", f"distributed.engine={engine}",
+                               "meta.dtype=float32"])
+    e = default_engine(cfg)
+    e.setup(*build_models(cfg), optimizer_factory=make_optimizer)
+    d = cfg.data
+    ctx, tgt = MultiBlockMasks(cfg.mask, d.crop_size, d.num_frames, d.patch_size, d.tubelet_size)(2, 0, 0)
+    x = torch.randn(2, 3, d.num_frames, d.crop_size, d.crop_size)
+    targets, _ = target_features(e.target, x, tgt)
+    loss = jepa_loss(predict(e.encoder, e.predictor, x, ctx, tgt), targets)
+    e.backward(loss)
+    enc, pred, target = e.modules()
+    params = [p for m in (enc, pred) for p in m.parameters() if p.requires_grad]
+    grads = local_bytes(p.grad for p in params)
+    e.step(None, loss.detach())
+    state = {"params": local_bytes(params), "grads": grads,
+             "optimizer": local_bytes(v for st in e.optimizer.state.values() for v in st.values() if v.dim() > 0),
+             "ema": local_bytes(target.parameters())}
+    if dist.get_rank() == 0:
+        Path(out).write_text(json.dumps(state))
+    dist.destroy_process_group()
+
+
+def measure_engines(config: str) -> dict:
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for engine in ("ddp", "fsdp"):
+            f = Path(tmp) / f"{engine}.json"
+            cmd = [torchrun, "--standalone", "--nproc_per_node=2", __file__, "--worker", engine, "--config", config,
+                   "--out", str(f)]
+            r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+            if r.returncode:
+                raise RuntimeError(f"{engine} worker failed:\n{r.stderr[-3000:]}")
+            out[engine] = json.loads(f.read_text())
+    return out
+
+
+def planner_states(config: str) -> dict:
+    """The planner's model-state bytes per rank at 2 GPUs (its mixed-precision split: 16 bytes/param in all)."""
+    from jepa_scale.plan import plan
+
+    cfg = load_config(config)
+    rows = {p.engine: p for p in plan(cfg, gpus=2) if p.checkpointing == "none"}
+    return {"ddp": rows["ddp"], "fsdp": rows["zero3 / fsdp full"]}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=str(ROOT / "configs/pretrain/vitl16.yaml"))
+    p.add_argument("--no-engines", action="store_true", help="skip part (b) (it starts 2-process runs)")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.worker:
+        return engine_worker(args.config, args.worker, args.out)
     none = saved_bytes_per_sample(Path(args.config), False)
     full = saved_bytes_per_sample(Path(args.config), True)
     name = Path(args.config).stem
-    print(f"{name}: bytes saved for backward per sample (float32), context encoder + predictor")
-    print(f"  checkpointing none: {none / 2**20:10.1f} MiB")
-    print(f"  checkpointing full: {full / 2**20:10.1f} MiB  ({100 * full / none:.1f}% of none; goal <= 20%)")
-    print(json.dumps({f"{name}_saved_mib_none": round(none / 2**20, 2), f"{name}_saved_mib_full": round(full / 2**20, 2),
-                      "checkpoint_full_vs_none_ratio": round(full / none, 4)}))
+    mib = lambda b: b / 2 ** 20  # noqa: E731
+    print(f"(a) {name}: bytes saved for backward per sample (float32), context encoder + predictor")
+    print(f"  checkpointing none: {mib(none):10.1f} MiB")
+    print(f"  checkpointing full: {mib(full):10.1f} MiB  ({100 * full / none:.1f}% of none; goal <= 20%)")
+    figures = {f"{name}_saved_mib_none": round(mib(none), 2), f"{name}_saved_mib_full": round(mib(full), 2),
+               "checkpoint_full_vs_none_ratio": round(full / none, 4)}
+    if not args.no_engines:
+        measured, predicted = measure_engines(args.config), planner_states(args.config)
+        print(f"(b) {name} model states per rank at world size 2 (MiB; measured | planner)")
+        for engine, m in measured.items():
+            states = m["params"] + m["grads"] + m["optimizer"]
+            pl = predicted[engine]
+            print(f"  {engine:<5} params {mib(m['params']):8.0f}  grads {mib(m['grads']):8.0f}  optimizer "
+                  f"{mib(m['optimizer']):8.0f}  = {mib(states):8.0f} | planner "
+                  f"{mib(pl.params + pl.grads + pl.optimizer):8.0f};  EMA target {mib(m['ema']):6.0f} | "
+                  f"{mib(pl.ema):6.0f}")
+            figures[f"{engine}_states_mib"] = round(mib(states), 1)
+            figures[f"{engine}_planner_states_mib"] = round(mib(pl.params + pl.grads + pl.optimizer), 1)
+        ratio = sum(measured["fsdp"][k] for k in ("params", "grads", "optimizer")) / \
+            sum(measured["ddp"][k] for k in ("params", "grads", "optimizer"))
+        print(f"  FSDP2 / DDP: {100 * ratio:.1f}% (goal <= 55%)")
+        figures["fsdp_vs_ddp_states_ratio"] = round(ratio, 4)
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":
