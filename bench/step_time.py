@@ -1,12 +1,17 @@
 """CPU time of one training step of configs/pretrain/tiny_cpu.yaml, by phase, plus two same-run ratios:
 patch embedding once per clip vs once per mask (the official encoder wrapper), and uint8 augmentation vs the
-official float32-at-source-resolution path. Ends with one JSON line.
+official float32-at-source-resolution path. With --engines, also the step time of whole runs per engine at world
+size 1 and 2 (gloo, started with torchrun; the same global batch). Ends with one JSON line.
 
-    python bench/step_time.py [--csv LIST.csv] [--steps 10]
+    python bench/step_time.py [--csv LIST.csv] [--steps 10] [--engines]
 """
 import argparse
+import csv as csv_module
 import json
+import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -86,11 +91,34 @@ def augment_ratio(reps=20):
     return base, ours
 
 
+def engine_step_times(csv: str, tmp: Path, steps: int = 16) -> dict:
+    """Median step time of short runs: single (world 1) and ddp/fsdp (world 2), global batch 8 in all."""
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    runs = {"single_w1": (1, ["data.batch_size=8"]), "ddp_w2": (2, ["data.batch_size=4", "distributed.engine=ddp"]),
+            "fsdp_w2": (2, ["data.batch_size=4", "distributed.engine=fsdp"])}
+    out = {}
+    for name, (n, sets) in runs.items():
+        folder = tmp / name
+        sets = sets + [f"data.datasets=[{csv}]", f"logging.folder={folder}", f"optimization.max_steps={steps}",
+                       "logging.log_freq=4", "logging.tensorboard=false", "data.num_workers=0"]
+        args = [str(ROOT / "launch/pretrain.py"), "--config", str(ROOT / "configs/pretrain/tiny_cpu.yaml")]
+        for s in sets:
+            args += ["--set", s]
+        cmd = [torchrun, "--standalone", f"--nproc_per_node={n}", *args] if n > 1 else [sys.executable, *args]
+        r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(2 // n)))
+        if r.returncode:
+            raise RuntimeError(f"{name} failed:\n{r.stderr[-3000:]}")
+        rows = list(csv_module.DictReader(open(folder / "jepa_r0.csv")))[4:]  # past the first interval (warm-up)
+        out[name] = statistics.median(float(r["step_time_s"]) for r in rows)
+    return out
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--csv", help="video list (default: synthetic videos made here)")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--engines", action="store_true", help="also time whole runs per engine at world size 1 and 2")
     args = p.parse_args()
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,6 +136,7 @@ def main():
         med["step_s"] = sum(med.values())
         per_mask, once = embed_once_ratio(trainer)
         trainer.streams[0].close()
+        engines = engine_step_times(csv, Path(tmp)) if args.engines else {}
     aug_base, aug_ours = augment_ratio()
     print(f"tiny_cpu.yaml on CPU ({torch.get_num_threads()} threads), batch {cfg.data.batch_size}, "
           f"median of {args.steps} steps:")
@@ -115,7 +144,12 @@ def main():
         print(f"  {k:<22} {v * 1000:8.1f} ms  ({100 * v / med['step_s']:4.1f}%)")
     print(f"context encoder, 2 masks: per-mask patch embedding {per_mask * 1000:.1f} ms, once {once * 1000:.1f} ms")
     print(f"augment 16x256x340 -> 224: float32 at source {aug_base * 1000:.1f} ms, uint8 {aug_ours * 1000:.1f} ms")
+    for name, t in engines.items():
+        print(f"  whole-run step, {name:<10} {t * 1000:8.1f} ms  ({t / engines['single_w1']:.2f}x single)")
     figures = {**{k: round(v, 5) for k, v in med.items()},
+               **{f"{k}_step_s": round(v, 4) for k, v in engines.items()},
+               **{f"{k}_vs_single_ratio": round(v / engines["single_w1"], 3) for k, v in engines.items()
+                  if k != "single_w1"},
                "embed_once_vs_per_mask_ratio": round(per_mask / once, 3),
                "uint8_vs_float32_augment_ratio": round(aug_base / aug_ours, 3)}
     print(json.dumps(figures))
