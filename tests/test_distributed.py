@@ -61,9 +61,14 @@ def test_ddp_resumes_with_the_same_losses(raw, tmp_path):
 
 
 def final_target(folder: Path) -> dict:
+    """The target encoder of a run's newest checkpoint, exported to the official layout (sharded or not)."""
     import torch
 
-    return torch.load(folder / "jepa-latest.pth.tar", weights_only=True)["target_encoder"]
+    out = folder.parent / f"{folder.name}-export.pth.tar"
+    r = subprocess.run([sys.executable, "-m", "jepa_scale.checkpoint", "export", str(folder), str(out)],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    return torch.load(out, weights_only=True)["target_encoder"]
 
 
 @pytest.mark.parametrize("reshard", ["true", "false"])
@@ -91,3 +96,29 @@ def test_fsdp2_resumes_with_the_same_losses(raw, tmp_path):
     launch(raw, tmp_path / "split", 2, *common, "optimization.max_steps=3")
     launch(raw, tmp_path / "split", 2, *common, "meta.load_checkpoint=true")
     assert losses(tmp_path / "split") == pytest.approx(losses(tmp_path / "whole"), rel=1e-5)
+
+
+def test_fsdp2_checkpoints_are_sharded_and_export_import_round_trips(raw, tmp_path):
+    if TORCHRUN is None:
+        pytest.skip("torchrun not found next to this python")
+    import jepa_scale
+
+    common = ("data.batch_size=2", "distributed.engine=fsdp")
+    launch(raw, tmp_path / "whole", 2, *common)
+    launch(raw, tmp_path / "first", 2, *common, "optimization.max_steps=3")
+    ckpts = tmp_path / "first" / "checkpoints"
+    assert (ckpts / "latest").read_text() == "step-00000003" and (ckpts / "step-00000003" / ".metadata").is_file()
+    assert not (tmp_path / "first" / "jepa-latest.pth.tar").exists()
+    out = tmp_path / "exported.pth.tar"
+    r = subprocess.run([sys.executable, "-m", "jepa_scale.checkpoint", "export", str(tmp_path / "first"), str(out)],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    cfg = tmp_path / "first.yaml"
+    model = jepa_scale.load_pretrained(cfg, out)  # strict official layout
+    assert model.encoder.num_patches == 32
+    # import into a new run folder; an FSDP run resumes from it and continues with the same losses
+    r = subprocess.run([sys.executable, "-m", "jepa_scale.checkpoint", "import", str(out), str(tmp_path / "second")],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    launch(raw, tmp_path / "second", 2, *common, "meta.load_checkpoint=true")
+    assert losses(tmp_path / "second") == pytest.approx(losses(tmp_path / "whole")[3:], rel=1e-5)

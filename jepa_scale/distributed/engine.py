@@ -29,6 +29,7 @@ class Engine(ABC):
     rank: int = 0
     world_size: int = 1
     device: torch.device
+    sharded_checkpoints = False  # True: save_sharded/load_sharded via sharded_state(), else one official file
 
     @abstractmethod
     def setup(self, encoder: nn.Module, predictor: nn.Module, target: nn.Module, optimizer_factory):
@@ -167,6 +168,8 @@ class DDPEngine(ProcessGroupMixin, SingleEngine):
 
 
 class FSDPEngine(ProcessGroupMixin, SingleEngine):
+    sharded_checkpoints = True
+
     """PyTorch FSDP2: each block, then the whole model, is `fully_shard`ed over the ranks. The EMA target is sharded
     exactly like the encoder, runs forward only and is updated shard by shard; it is never gathered for the update.
     reshard_after_forward=True frees gathered blocks after forward (ZeRO-3-like), False keeps them (ZeRO-2-like)."""
@@ -240,3 +243,24 @@ class FSDPEngine(ProcessGroupMixin, SingleEngine):
         opt["state"] = {i: {k: distribute_tensor(v.to(self.device), params[i].device_mesh, params[i].placements)
                             if k != "step" else v for k, v in st.items()} for i, st in opt["state"].items()}
         self.optimizer.load_state_dict(opt)
+
+    def _trainable(self) -> nn.Module:
+        # a view that names parameters "encoder.*" / "predictor.*" for the optimizer's sharded state dict
+        enc, pred, _ = self._modules
+        return nn.ModuleDict({"encoder": enc, "predictor": pred})
+
+    def sharded_state(self) -> dict:
+        """Each rank's shards: models and optimizer state keyed by parameter name (for torch.distributed.checkpoint)."""
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+
+        enc, pred, tgt = self._modules
+        return {"model": {"encoder": get_model_state_dict(enc), "predictor": get_model_state_dict(pred),
+                          "target_encoder": get_model_state_dict(tgt)},
+                "optim": get_optimizer_state_dict(self._trainable(), self.optimizer)}
+
+    def load_sharded_state(self, state: dict):
+        from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
+
+        for key, module in zip(("encoder", "predictor", "target_encoder"), self._modules):
+            set_model_state_dict(module, state["model"][key])
+        set_optimizer_state_dict(self._trainable(), self.optimizer, state["optim"])

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from jepa_scale.checkpoint import atomic_save, pretrain_checkpoint, read_checkpoint
+from jepa_scale.checkpoint.sharded import latest_checkpoint, load_sharded, save_sharded
 from jepa_scale.config import save_config
 from jepa_scale.data.sources import open_stream
 from jepa_scale.distributed.engine import DDPEngine, Engine, FSDPEngine, SingleEngine
@@ -78,6 +79,7 @@ class Trainer:
         o = cfg.optimization
         self.stop_step = min(o.epochs * o.ipe, o.max_steps or o.epochs * o.ipe)
         self.latest_path = self.folder / f"{cfg.logging.write_tag}-latest.pth.tar"
+        self.sharded_root = self.folder / "checkpoints"
         # micro-batch m of rank r is global micro-batch r * accum + m: the same data and masks whatever the split
         micro, accum = micro_batches(cfg)
         micro_cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, batch_size=micro))
@@ -109,6 +111,12 @@ class Trainer:
         else:
             data = [data]
         extra = {"step": step, "data": data, "version": 2}
+        if self.engine.sharded_checkpoints:
+            extra.update(epoch=step // o.ipe, loss=loss, batch_size=self.cfg.data.batch_size,
+                         world_size=self.engine.world_size, lr=self.schedules.lr(step))
+            path = save_sharded(self.sharded_root, step, self.engine.sharded_state(), extra, self.engine.rank)
+            log.info("sharded checkpoint at step %d: %s", step, path)
+            return
         ckpt = pretrain_checkpoint(**self.engine.state_dict_parts(), epoch=step // o.ipe, loss=loss,
                                    batch_size=self.cfg.data.batch_size, world_size=self.engine.world_size,
                                    lr=self.schedules.lr(step), extra=extra)
@@ -120,28 +128,39 @@ class Trainer:
         log.info("checkpoint at step %d: %s", step, self.latest_path)
 
     def resume(self):
-        name = self.cfg.meta.read_checkpoint
+        name, e = self.cfg.meta.read_checkpoint, self.engine
+        sharded = latest_checkpoint(self.sharded_root) if e.sharded_checkpoints and not name else None
+        if sharded is not None:
+            state = e.sharded_state()
+            ours = load_sharded(sharded, state)
+            e.load_sharded_state(state)
+            self._restore_position(ours, sharded)
+            return
+        # an official-layout file: ours, the official code's, or an export (also how a sharded run starts from one)
         path = self.folder / name if name else self.latest_path
         ckpt = read_checkpoint(path)
-        e = self.engine
         e.load_parts(ckpt, str(path))
         ours = ckpt.get("jepa_scale")
         if ours:
-            self.step = ours["step"]
-            data = ours["data"]
-            if isinstance(data, dict):  # version 1: one stream, one rank
-                data = [[data]]
-            if len(data) != e.world_size or len(data[e.rank]) != len(self.streams):
-                raise ValueError(f"{path} was written by {len(data)} ranks x {len(data[0])} micro-batches; this run "
-                                 f"has {e.world_size} x {len(self.streams)}: the data positions cannot be mapped")
-            for stream, state in zip(self.streams, data[e.rank]):
-                stream.load_state_dict(state)
+            self._restore_position(ours, path)
         else:  # an official checkpoint: it stores whole epochs only, and no data position
             self.step = ckpt["epoch"] * self.cfg.optimization.ipe
             for stream in self.streams:
                 stream.load_state_dict({"next_batch": self.step})
             log.warning("%s has no data position (official checkpoint): continuing at batch %d", path, self.step)
-        log.info("resumed from %s at step %d", path, self.step)
+
+    def _restore_position(self, ours: dict, source):
+        e = self.engine
+        self.step = ours["step"]
+        data = ours["data"]
+        if isinstance(data, dict):  # version 1: one stream, one rank
+            data = [[data]]
+        if len(data) != e.world_size or len(data[e.rank]) != len(self.streams):
+            raise ValueError(f"{source} was written by {len(data)} ranks x {len(data[0])} micro-batches; this run "
+                             f"has {e.world_size} x {len(self.streams)}: the data positions cannot be mapped")
+        for stream, state in zip(self.streams, data[e.rank]):
+            stream.load_state_dict(state)
+        log.info("resumed from %s at step %d", source, self.step)
 
     # -- one step
     def micro_step(self, batch, scale: float, last: bool):

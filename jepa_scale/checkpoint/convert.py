@@ -1,0 +1,73 @@
+"""Move between our engines and the official code: export a run (sharded or not) to the official single-file layout,
+and import an official-layout file as the checkpoint a run resumes from."""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+import yaml
+
+from jepa_scale.checkpoint.official import CheckpointError, atomic_save, pretrain_checkpoint, read_checkpoint
+from jepa_scale.checkpoint.sharded import EXTRA, latest_checkpoint
+
+OFFICIAL_KEYS = ("encoder", "predictor", "target_encoder", "opt", "epoch")
+
+
+def _write_tag(run_dir: Path) -> str:
+    cfg = run_dir / "config.yaml"
+    return yaml.safe_load(cfg.read_text())["logging"]["write_tag"] if cfg.is_file() else "jepa"
+
+
+def _official_optimizer(optim: dict) -> dict:
+    """A name-keyed optimizer state dict (torch.distributed.checkpoint) -> torch's id-keyed layout, ids in the order
+    of the parameter groups (the order the official checkpoints use)."""
+    ids, groups = {}, []
+    for g in optim["param_groups"]:
+        for name in g["params"]:
+            ids.setdefault(name, len(ids))
+        groups.append({**g, "params": [ids[n] for n in g["params"]]})
+    return {"state": {ids[n]: st for n, st in optim["state"].items()}, "param_groups": groups}
+
+
+def export_run(run_dir: str | Path, out: str | Path) -> Path:
+    """The run's newest checkpoint as one official-layout file (strictly loadable by the official code's layout)."""
+    run_dir = Path(run_dir)
+    sharded = latest_checkpoint(run_dir / "checkpoints")
+    if sharded is None:
+        src = run_dir / f"{_write_tag(run_dir)}-latest.pth.tar"
+        read_checkpoint(src)  # fails with the file's name if it is missing or unreadable
+        shutil.copyfile(src, out)
+        return Path(out)
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    with tempfile.TemporaryDirectory() as tmp:
+        flat = Path(tmp) / "full.pt"
+        dcp_to_torch_save(str(sharded), str(flat))
+        state = torch.load(flat, map_location="cpu", weights_only=True)
+    extra = json.loads((sharded / EXTRA).read_text())
+    m = state["model"]
+    ckpt = pretrain_checkpoint(m["encoder"], m["predictor"], m["target_encoder"], _official_optimizer(state["optim"]),
+                               epoch=extra["epoch"], loss=extra["loss"], batch_size=extra["batch_size"],
+                               world_size=extra["world_size"], lr=extra["lr"],
+                               extra={k: extra[k] for k in ("step", "data", "version")})
+    atomic_save(ckpt, out)
+    return Path(out)
+
+
+def import_checkpoint(src: str | Path, run_dir: str | Path) -> Path:
+    """Make an official-layout file the checkpoint `run_dir` resumes from (meta.load_checkpoint: true)."""
+    run_dir = Path(run_dir)
+    if latest_checkpoint(run_dir / "checkpoints") is not None:
+        raise CheckpointError(f"{run_dir} already has sharded checkpoints, which a resume would prefer: import into a "
+                              f"new folder")
+    ckpt = read_checkpoint(src)
+    missing = [k for k in OFFICIAL_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{src}: not a V-JEPA pretraining checkpoint (no {', '.join(missing)})")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dst = run_dir / f"{_write_tag(run_dir)}-latest.pth.tar"
+    atomic_save(ckpt, dst)
+    return dst
