@@ -169,3 +169,16 @@ def test_persistent_non_finite_steps_stop_the_run(tiny_cfg):
     with pytest.raises(NonFiniteTraining, match=r"3 consecutive steps had a NaN/inf loss .*max_nonfinite_steps=3\); no checkpoint"):
         trainer.run()
     assert trainer.step <= 6  # noticed at the first log interval past the limit
+
+
+def test_compiled_blocks_train_like_eager_ones(tiny_cfg):
+    eager = train(tiny_cfg(optimization={"max_steps": 2}, logging={"folder": str(Path(tiny_cfg().logging.folder) / "e")}))
+    # aot_eager traces forward and backward as inductor does, without needing a C++ toolchain in CI
+    compiled = tiny_cfg(optimization={"max_steps": 2}, logging={"folder": str(Path(tiny_cfg().logging.folder) / "c")},
+                        distributed={"compile": True, "compile_backend": "aot_eager"})
+    trainer = Trainer(compiled)
+    assert trainer.engine.modules()[0].blocks[0]._compiled_call_impl is not None
+    out = trainer.run()
+    assert out["loss"] == pytest.approx(eager["loss"], rel=1e-4)
+    assert [k for k in read_checkpoint(out["checkpoint"])["encoder"]][:2] == \
+        [k for k in read_checkpoint(eager["checkpoint"])["encoder"]][:2]  # same keys: nothing renamed

@@ -138,6 +138,8 @@ class DistributedConfig:  # ours
     # none | full | every_k (checkpoint_every: k); model.use_activation_checkpointing: true (V2 key) means full
     activation_checkpointing: str = "none"
     checkpoint_every: int = 2
+    compile: bool = False  # torch.compile each encoder and predictor block (before sharding)
+    compile_backend: str = "inductor"
     micro_batch_size: Optional[int] = None  # per-device micro-batch; data.batch_size / it micro-batches accumulate
 
 

@@ -80,6 +80,12 @@ class Block(nn.Module):
         return self._forward(x)
 
 
+def compile_blocks(blocks: nn.ModuleList, backend: str = "inductor"):
+    """torch.compile each block in place (keys and parameters unchanged), so sharding wrappers apply per block."""
+    for blk in blocks:
+        blk.compile(backend=backend)
+
+
 def set_activation_checkpointing(blocks: nn.ModuleList, every: int = 1):
     """Checkpoint every `every`-th block (1: all, 0: none); non-reentrant, so it composes with FSDP and compile."""
     for i, blk in enumerate(blocks):

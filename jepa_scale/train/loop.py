@@ -18,6 +18,7 @@ from jepa_scale.distributed.engine import DDPEngine, Engine, FSDPEngine, SingleE
 from jepa_scale.distributed.env import detect, init_process_group
 from jepa_scale.models import build_encoder, build_predictor
 from jepa_scale.models.attention import attention_kernels
+from jepa_scale.models.vit import compile_blocks
 from jepa_scale.monitor.device_peak import device_peak_tflops
 from jepa_scale.monitor.flops import StepFlops
 from jepa_scale.monitor.metrics import Metrics
@@ -39,6 +40,9 @@ def build_models(cfg):
     predictor = build_predictor(cfg, encoder)
     reinit_like_v1_train(encoder, predictor)
     target = copy.deepcopy(encoder)
+    if cfg.distributed.compile:
+        for blocks in (encoder.blocks, predictor.predictor_blocks, target.blocks):
+            compile_blocks(blocks, cfg.distributed.compile_backend)
     return encoder, predictor, target
 
 
