@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e ".[dev,dali,bench]"
+	# DeepSpeed ships a source package whose build imports torch: build it against the torch installed above
+	$(PY) -m pip install -q --no-build-isolation "deepspeed==0.19.8"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -18,6 +18,7 @@ TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or sh
 def launch(cfg_raw: dict, folder: Path, nproc: int, *overrides: str):
     folder.mkdir(parents=True, exist_ok=True)
     cfg_file = folder.parent / f"{folder.name}.yaml"
+    folder.parent.mkdir(parents=True, exist_ok=True)
     cfg_file.write_text(yaml.safe_dump(cfg_raw))
     args = ["launch/pretrain.py", "--config", str(cfg_file), "--set", f"logging.folder={folder}"]
     for o in overrides:
@@ -32,32 +33,39 @@ def losses(folder: Path) -> list[float]:
     return [float(r["loss"]) for r in csv.DictReader(open(folder / "jepa_r0.csv"))]
 
 
-@pytest.fixture
-def raw(video_csv, tmp_path):
-    return tiny_raw(str(video_csv), str(tmp_path / "unused"), data={"batch_size": 4},
+@pytest.fixture(scope="module")
+def raw(video_csv, tmp_path_factory):
+    return tiny_raw(str(video_csv), str(tmp_path_factory.mktemp("unused")), data={"batch_size": 4},
                     optimization={"max_steps": 5, "ipe": 8})
 
 
-def test_ddp_on_two_ranks_equals_one_process_accumulating_two_micro_batches(raw, tmp_path):
+@pytest.fixture(scope="module")
+def ddp_run(raw, tmp_path_factory):
+    """One DDP run on 2 ranks: the reference the sharded engines must reproduce."""
     if TORCHRUN is None:
         pytest.skip("torchrun not found next to this python")
+    folder = tmp_path_factory.mktemp("ddp_ref") / "run"
+    launch(raw, folder, 2, "data.batch_size=2", "distributed.engine=ddp")
+    return folder
+
+
+def test_ddp_on_two_ranks_equals_one_process_accumulating_two_micro_batches(raw, ddp_run, tmp_path):
     launch(raw, tmp_path / "single", 1, "distributed.micro_batch_size=2")
-    launch(raw, tmp_path / "ddp", 2, "data.batch_size=2", "distributed.engine=ddp")
-    single, ddp = losses(tmp_path / "single"), losses(tmp_path / "ddp")
+    single, ddp = losses(tmp_path / "single"), losses(ddp_run)
     assert len(single) == len(ddp) == 5
-    # same samples and masks per micro-batch; only the order of the gradient sums differs (float32 rounding)
+    # same samples and masks per micro-batch; only the order of the gradient sums differs (float32 rounding;
+    # measured here: bit-identical)
     assert ddp == pytest.approx(single, rel=1e-4)
-    assert (tmp_path / "ddp" / "jepa_r1.csv").exists()
+    assert (ddp_run / "jepa_r1.csv").exists()
 
 
-def test_ddp_resumes_with_the_same_losses(raw, tmp_path):
-    if TORCHRUN is None:
-        pytest.skip("torchrun not found next to this python")
+# The resume tests compare with the uninterrupted DDP run: every engine reproduces it (tested above).
+
+def test_ddp_resumes_with_the_same_losses(raw, ddp_run, tmp_path):
     common = ("data.batch_size=2", "distributed.engine=ddp")
-    launch(raw, tmp_path / "whole", 2, *common)
     launch(raw, tmp_path / "split", 2, *common, "optimization.max_steps=3")
     launch(raw, tmp_path / "split", 2, *common, "meta.load_checkpoint=true")
-    assert losses(tmp_path / "split") == pytest.approx(losses(tmp_path / "whole"), rel=1e-5)
+    assert losses(tmp_path / "split") == pytest.approx(losses(ddp_run), rel=1e-5)
 
 
 def final_target(folder: Path) -> dict:
@@ -71,40 +79,48 @@ def final_target(folder: Path) -> dict:
     return torch.load(out, weights_only=True)["target_encoder"]
 
 
-@pytest.mark.parametrize("reshard", ["true", "false"])
-def test_fsdp2_reproduces_ddp_and_its_ema_target(raw, tmp_path, reshard):
-    if TORCHRUN is None:
-        pytest.skip("torchrun not found next to this python")
+SHARDED = [("fsdp", "distributed.reshard_after_forward=true"), ("fsdp", "distributed.reshard_after_forward=false"),
+           ("deepspeed", "distributed.zero_stage=1"), ("deepspeed", "distributed.zero_stage=2"),
+           ("deepspeed", "distributed.zero_stage=3")]
+
+
+@pytest.mark.parametrize("engine,option", SHARDED, ids=lambda v: v.split(".")[-1])
+def test_sharded_engines_reproduce_ddp_and_its_ema_target(raw, ddp_run, tmp_path, engine, option):
     import torch
 
-    launch(raw, tmp_path / "ddp", 2, "data.batch_size=2", "distributed.engine=ddp")
-    launch(raw, tmp_path / "fsdp", 2, "data.batch_size=2", "distributed.engine=fsdp",
-           f"distributed.reshard_after_forward={reshard}")
-    # sharded reductions sum in another order than DDP's buckets: float32 rounding, amplified a little by Adam
-    assert losses(tmp_path / "fsdp") == pytest.approx(losses(tmp_path / "ddp"), rel=1e-4)
-    ddp_t, fsdp_t = final_target(tmp_path / "ddp"), final_target(tmp_path / "fsdp")
-    assert ddp_t.keys() == fsdp_t.keys()
+    if engine == "deepspeed":
+        pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (make test installs it)")
+    launch(raw, tmp_path / "run", 2, "data.batch_size=2", f"distributed.engine={engine}", option)
+    # Tolerance: float32 rounding of differently ordered reductions, which Adam could amplify. Measured here: all
+    # five engines gave DDP's losses bit for bit over these 5 steps.
+    assert losses(tmp_path / "run") == pytest.approx(losses(ddp_run), rel=1e-4)
+    ddp_t, ours = final_target(ddp_run), final_target(tmp_path / "run")
+    assert ddp_t.keys() == ours.keys()
     for k in ddp_t:  # the shard-local EMA equals the unsharded one
-        assert torch.allclose(fsdp_t[k], ddp_t[k], rtol=1e-4, atol=1e-6), k
+        assert torch.allclose(ours[k], ddp_t[k], rtol=1e-4, atol=1e-6), k
 
 
-def test_fsdp2_resumes_with_the_same_losses(raw, tmp_path):
-    if TORCHRUN is None:
-        pytest.skip("torchrun not found next to this python")
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_deepspeed_resumes_with_the_same_losses(raw, ddp_run, tmp_path, stage):
+    pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (make test installs it)")
+    common = ("data.batch_size=2", "distributed.engine=deepspeed", f"distributed.zero_stage={stage}")
+    launch(raw, tmp_path / "split", 2, *common, "optimization.max_steps=3")
+    assert (tmp_path / "split" / "checkpoints" / "latest").read_text().strip() == "step-00000003"
+    launch(raw, tmp_path / "split", 2, *common, "meta.load_checkpoint=true")
+    assert losses(tmp_path / "split") == pytest.approx(losses(ddp_run), rel=1e-4)
+
+
+def test_fsdp2_resumes_with_the_same_losses(raw, ddp_run, tmp_path):
     common = ("data.batch_size=2", "distributed.engine=fsdp")
-    launch(raw, tmp_path / "whole", 2, *common)
     launch(raw, tmp_path / "split", 2, *common, "optimization.max_steps=3")
     launch(raw, tmp_path / "split", 2, *common, "meta.load_checkpoint=true")
-    assert losses(tmp_path / "split") == pytest.approx(losses(tmp_path / "whole"), rel=1e-5)
+    assert losses(tmp_path / "split") == pytest.approx(losses(ddp_run), rel=1e-4)
 
 
-def test_fsdp2_checkpoints_are_sharded_and_export_import_round_trips(raw, tmp_path):
-    if TORCHRUN is None:
-        pytest.skip("torchrun not found next to this python")
+def test_fsdp2_checkpoints_are_sharded_and_export_import_round_trips(raw, ddp_run, tmp_path):
     import jepa_scale
 
     common = ("data.batch_size=2", "distributed.engine=fsdp")
-    launch(raw, tmp_path / "whole", 2, *common)
     launch(raw, tmp_path / "first", 2, *common, "optimization.max_steps=3")
     ckpts = tmp_path / "first" / "checkpoints"
     assert (ckpts / "latest").read_text() == "step-00000003" and (ckpts / "step-00000003" / ".metadata").is_file()
@@ -121,4 +137,4 @@ def test_fsdp2_checkpoints_are_sharded_and_export_import_round_trips(raw, tmp_pa
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     launch(raw, tmp_path / "second", 2, *common, "meta.load_checkpoint=true")
-    assert losses(tmp_path / "second") == pytest.approx(losses(tmp_path / "whole")[3:], rel=1e-5)
+    assert losses(tmp_path / "second") == pytest.approx(losses(ddp_run)[3:], rel=1e-4)

@@ -32,10 +32,36 @@ def _official_optimizer(optim: dict) -> dict:
     return {"state": {ids[n]: st for n, st in optim["state"].items()}, "param_groups": groups}
 
 
+def _export_deepspeed(root: Path, tag: str, out) -> Path:
+    """DeepSpeed ZeRO partitions -> official layout, with DeepSpeed's own consolidation (zero_to_fp32). ZeRO keeps the
+    optimizer state in flat partitions, so the export carries no `opt` (an import then starts fresh moments)."""
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+    full = get_fp32_state_dict_from_zero_checkpoint(str(root), tag=tag)
+    states = torch.load(sorted((root / tag).glob("*mp_rank_00_model_states.pt"))[0], map_location="cpu",
+                        weights_only=True)
+    # ZeRO-1/2 keep frozen parameters (the EMA target) whole in the module state, not in the partitions
+    for name, value in (states.get("module") or {}).items():
+        full.setdefault(name, value.float())
+    parts = {k: {n[len(k) + 1:]: v for n, v in full.items() if n.startswith(k + ".")}
+             for k in ("encoder", "predictor", "target")}
+    extra = states["jepa_scale"]
+    ckpt = pretrain_checkpoint(parts["encoder"], parts["predictor"], parts["target"], {}, epoch=extra["epoch"],
+                               loss=extra["loss"], batch_size=extra["batch_size"], world_size=extra["world_size"],
+                               lr=extra["lr"], extra={k: extra[k] for k in ("step", "data", "version")})
+    atomic_save(ckpt, out)
+    return Path(out)
+
+
 def export_run(run_dir: str | Path, out: str | Path) -> Path:
     """The run's newest checkpoint as one official-layout file (strictly loadable by the official code's layout)."""
     run_dir = Path(run_dir)
-    sharded = latest_checkpoint(run_dir / "checkpoints")
+    root = run_dir / "checkpoints"
+    if (root / "latest").is_file():
+        tag = (root / "latest").read_text().strip()
+        if list((root / tag).glob("*model_states.pt")):  # DeepSpeed's format
+            return _export_deepspeed(root, tag, out)
+    sharded = latest_checkpoint(root)
     if sharded is None:
         src = run_dir / f"{_write_tag(run_dir)}-latest.pth.tar"
         read_checkpoint(src)  # fails with the file's name if it is missing or unreadable

@@ -133,7 +133,9 @@ class OptimizationConfig:
 
 @dataclass
 class DistributedConfig:  # ours
-    engine: str = "auto"  # auto (single for one process, else ddp) | single | ddp | fsdp
+    engine: str = "auto"  # auto (single; deepspeed under its launcher; else ddp) | single | ddp | fsdp | deepspeed
+    zero_stage: int = 2  # deepspeed: ZeRO stage 0-3
+    offload_optimizer: bool = False  # deepspeed: optimizer state in CPU memory
     reshard_after_forward: bool = True  # fsdp: free gathered blocks after forward (ZeRO-3-like); false: ZeRO-2-like
     # none | full | every_k (checkpoint_every: k); model.use_activation_checkpointing: true (V2 key) means full
     activation_checkpointing: str = "none"
@@ -226,8 +228,9 @@ class PretrainConfig:
         need(self.loss.loss_exp > 0, "loss.loss_exp", f"must be positive, got {self.loss.loss_exp}")
         need(self.logging.log_freq > 0, "logging.log_freq", f"must be positive, got {self.logging.log_freq}")
         dc = self.distributed
-        need(dc.engine in ("auto", "single", "ddp", "fsdp"), "distributed.engine",
-             f"must be auto, single, ddp or fsdp, got {dc.engine!r} (deepspeed is not implemented yet)")
+        need(dc.engine in ("auto", "single", "ddp", "fsdp", "deepspeed"), "distributed.engine",
+             f"must be auto, single, ddp, fsdp or deepspeed, got {dc.engine!r}")
+        need(dc.zero_stage in (0, 1, 2, 3), "distributed.zero_stage", f"must be 0, 1, 2 or 3, got {dc.zero_stage}")
         need(dc.activation_checkpointing in ("none", "full", "every_k"), "distributed.activation_checkpointing",
              f"must be none, full or every_k, got {dc.activation_checkpointing!r}")
         need(dc.checkpoint_every > 0, "distributed.checkpoint_every", "must be positive")

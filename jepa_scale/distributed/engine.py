@@ -18,6 +18,15 @@ from jepa_scale.train.ema import ema_update
 from jepa_scale.train.optim import skip_next_step_if
 
 
+def _has_optimizer_state(ckpt: dict, source: str) -> bool:
+    if ckpt.get("opt"):
+        return True
+    import logging
+    logging.getLogger(__name__).warning("%s holds no optimizer state (a DeepSpeed export?): AdamW moments start at 0",
+                                        source)
+    return False
+
+
 def _total_norm(params) -> torch.Tensor:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
@@ -29,7 +38,15 @@ class Engine(ABC):
     rank: int = 0
     world_size: int = 1
     device: torch.device
-    sharded_checkpoints = False  # True: save_sharded/load_sharded via sharded_state(), else one official file
+    sharded_checkpoints = False  # True: save_sharded/load_sharded in the engine's own format, else one official file
+
+    def save_sharded(self, root, step: int, extra: dict):
+        """Write a sharded checkpoint under `root` (every rank calls it); it counts only once complete."""
+        raise NotImplementedError(f"{type(self).__name__} writes official single-file checkpoints")
+
+    def load_sharded(self, root) -> dict | None:
+        """Load the newest complete sharded checkpoint under `root`; its extra data, or None when there is none."""
+        raise NotImplementedError(f"{type(self).__name__} reads official single-file checkpoints")
 
     @abstractmethod
     def setup(self, encoder: nn.Module, predictor: nn.Module, target: nn.Module, optimizer_factory):
@@ -71,7 +88,8 @@ class Engine(ABC):
         """Load an official-layout checkpoint's models (strictly) and optimizer state."""
         for key, module in zip(("encoder", "predictor", "target_encoder"), self.modules()):
             load_strict(module, ckpt[key], key, source)
-        self.optimizer.load_state_dict(ckpt["opt"])
+        if _has_optimizer_state(ckpt, source):
+            self.optimizer.load_state_dict(ckpt["opt"])
 
     def barrier(self):
         pass
@@ -238,11 +256,29 @@ class FSDPEngine(ProcessGroupMixin, SingleEngine):
         for key, module in zip(("encoder", "predictor", "target_encoder"), self._modules):
             state = check_matches(module.state_dict(), ckpt[key], key, source)
             set_model_state_dict(module, state, options=StateDictOptions(full_state_dict=True))
+        if not _has_optimizer_state(ckpt, source):
+            return
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         opt = dict(ckpt["opt"])
         opt["state"] = {i: {k: distribute_tensor(v.to(self.device), params[i].device_mesh, params[i].placements)
                             if k != "step" else v for k, v in st.items()} for i, st in opt["state"].items()}
         self.optimizer.load_state_dict(opt)
+
+    def save_sharded(self, root, step, extra):
+        from jepa_scale.checkpoint.sharded import save_sharded
+
+        return save_sharded(root, step, self.sharded_state(), extra, self.rank)
+
+    def load_sharded(self, root):
+        from jepa_scale.checkpoint.sharded import latest_checkpoint, load_sharded
+
+        path = latest_checkpoint(root)
+        if path is None:
+            return None
+        state = self.sharded_state()
+        extra = load_sharded(path, state)
+        self.load_sharded_state(state)
+        return extra
 
     def _trainable(self) -> nn.Module:
         # a view that names parameters "encoder.*" / "predictor.*" for the optimizer's sharded state dict

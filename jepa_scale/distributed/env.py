@@ -33,9 +33,21 @@ def init_process_group(env: DistEnv) -> torch.device:
     device = torch.device("cuda", env.local_rank) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)
+    if not cuda:
+        _no_deepspeed_shm_op()
     if env.world_size > 1 and not dist.is_initialized():
         if env.launcher == "slurm":  # srun sets no rendezvous variables: the launch script exports MASTER_ADDR/PORT
             os.environ.setdefault("RANK", str(env.rank))
             os.environ.setdefault("WORLD_SIZE", str(env.world_size))
         dist.init_process_group("nccl" if cuda else "gloo", rank=env.rank, world_size=env.world_size)
     return device
+
+
+def _no_deepspeed_shm_op():
+    """DeepSpeed's CPU accelerator JIT-compiles a shared-memory all-reduce (~60 s) at start-up; gloo does the job
+    on CPU, so mark the op unavailable when DeepSpeed is installed."""
+    try:
+        import deepspeed.ops
+    except ImportError:
+        return
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False

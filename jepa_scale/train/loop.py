@@ -11,7 +11,6 @@ from pathlib import Path
 import torch
 
 from jepa_scale.checkpoint import atomic_save, pretrain_checkpoint, read_checkpoint
-from jepa_scale.checkpoint.sharded import latest_checkpoint, load_sharded, save_sharded
 from jepa_scale.config import save_config
 from jepa_scale.data.sources import open_stream
 from jepa_scale.distributed.engine import DDPEngine, Engine, FSDPEngine, SingleEngine
@@ -53,7 +52,7 @@ def default_engine(cfg, local_rank: int | None = None) -> Engine:
     device = init_process_group(env)
     kind = cfg.distributed.engine
     if kind == "auto":
-        kind = "single" if env.world_size == 1 else "ddp"
+        kind = "single" if env.world_size == 1 else "deepspeed" if env.launcher == "deepspeed" else "ddp"
     if kind == "single":
         if env.world_size > 1:
             raise ValueError(f"distributed.engine=single but the launcher started {env.world_size} processes")
@@ -62,6 +61,14 @@ def default_engine(cfg, local_rank: int | None = None) -> Engine:
         raise ValueError(f"distributed.engine={kind} needs a process group: launch with torchrun or deepspeed")
     if kind == "fsdp":
         return FSDPEngine(device, cfg.meta.dtype, cfg.distributed.reshard_after_forward)
+    if kind == "deepspeed":
+        micro, accum = micro_batches(cfg)
+        if accum != 1:
+            raise ValueError("distributed.engine=deepspeed does not take distributed.micro_batch_size yet")
+        from jepa_scale.distributed.deepspeed_engine import DeepSpeedEngine
+
+        return DeepSpeedEngine(device, cfg.meta.dtype, cfg.distributed.zero_stage, micro,
+                               cfg.distributed.offload_optimizer)
     return DDPEngine(device, cfg.meta.dtype)
 
 
@@ -118,7 +125,7 @@ class Trainer:
         if self.engine.sharded_checkpoints:
             extra.update(epoch=step // o.ipe, loss=loss, batch_size=self.cfg.data.batch_size,
                          world_size=self.engine.world_size, lr=self.schedules.lr(step))
-            path = save_sharded(self.sharded_root, step, self.engine.sharded_state(), extra, self.engine.rank)
+            path = self.engine.save_sharded(self.sharded_root, step, extra)
             log.info("sharded checkpoint at step %d: %s", step, path)
             return
         ckpt = pretrain_checkpoint(**self.engine.state_dict_parts(), epoch=step // o.ipe, loss=loss,
@@ -133,12 +140,9 @@ class Trainer:
 
     def resume(self):
         name, e = self.cfg.meta.read_checkpoint, self.engine
-        sharded = latest_checkpoint(self.sharded_root) if e.sharded_checkpoints and not name else None
-        if sharded is not None:
-            state = e.sharded_state()
-            ours = load_sharded(sharded, state)
-            e.load_sharded_state(state)
-            self._restore_position(ours, sharded)
+        ours = e.load_sharded(self.sharded_root) if e.sharded_checkpoints and not name else None
+        if ours is not None:
+            self._restore_position(ours, self.sharded_root)
             return
         # an official-layout file: ours, the official code's, or an export (also how a sharded run starts from one)
         path = self.folder / name if name else self.latest_path

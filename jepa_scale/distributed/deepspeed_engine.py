@@ -1,0 +1,130 @@
+"""DeepSpeed ZeRO stage 0-3 behind the engine interface (imported only when distributed.engine=deepspeed).
+
+The encoder, predictor and EMA target live in one module handed to deepspeed.initialize, so under ZeRO-3 the
+target is partitioned exactly like the encoder; it is frozen (not in the optimizer), runs forward only through
+DeepSpeed's gather hooks, and its EMA update works on each rank's own partitions (`ds_tensor`), never gathered.
+The optimizer is our fused torch AdamW (no JIT-compiled DeepSpeed Adam); its `found_inf` skips a non-finite step.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from jepa_scale.distributed.engine import ProcessGroupMixin, SingleEngine
+from jepa_scale.train.ema import ema_update
+from jepa_scale.train.optim import skip_next_step_if
+
+try:
+    import deepspeed
+except ImportError as e:  # pragma: no cover
+    raise ImportError("distributed.engine=deepspeed needs DeepSpeed: pip install --no-build-isolation "
+                      "'deepspeed>=0.15' (make test does this)") from e
+
+
+class JEPAModules(nn.Module):
+    """The three models as one module for DeepSpeed; the loop calls the parts directly."""
+
+    def __init__(self, encoder, predictor, target):
+        super().__init__()
+        self.encoder, self.predictor, self.target = encoder, predictor, target
+
+    def forward(self, *args, **kwargs):  # pragma: no cover - never called: the loop calls the parts
+        raise RuntimeError("call .encoder, .predictor or .target")
+
+
+def ds_config(stage: int, micro_batch: int, bf16: bool, offload_optimizer: bool) -> dict:
+    """The DeepSpeed JSON config our config implies (gradient accumulation is done by our loop)."""
+    zero = {"stage": stage}
+    if stage == 3:
+        # no "persistent" (always gathered) small params: the frozen target's would never see its EMA, which
+        # updates the partitions
+        zero["stage3_param_persistence_threshold"] = 0
+    if offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+    return {"train_micro_batch_size_per_gpu": micro_batch, "gradient_accumulation_steps": 1,
+            "zero_optimization": zero, "bf16": {"enabled": bf16}, "gradient_clipping": 0.0,
+            "steps_per_print": 2 ** 31, "wall_clock_breakdown": False}
+
+
+def _base_optimizer(opt):
+    while hasattr(opt, "optimizer") and not isinstance(opt, torch.optim.Optimizer):
+        opt = opt.optimizer
+    return opt
+
+
+class DeepSpeedEngine(ProcessGroupMixin, SingleEngine):
+    sharded_checkpoints = True
+
+    def __init__(self, device, dtype: str, stage: int, micro_batch: int, offload_optimizer: bool = False):
+        super().__init__(device, dtype)
+        self._join_group()
+        self.stage, self.micro_batch, self.offload = stage, micro_batch, offload_optimizer
+
+    def setup(self, encoder, predictor, target, optimizer_factory):
+        for p in target.parameters():
+            p.requires_grad_(False)
+        whole = JEPAModules(encoder, predictor, target).to(self.device)
+        optimizer = optimizer_factory(encoder, predictor)
+        cfg = ds_config(self.stage, self.micro_batch, self.amp_dtype == torch.bfloat16, self.offload)
+        self.ds, self.optimizer, _, _ = deepspeed.initialize(model=whole, optimizer=optimizer, config=cfg)
+        m = self.ds.module
+        if self.stage == 3:  # the mask tokens' own container never runs forward: gather them with the predictor's
+            for token in m.predictor.mask_tokens:
+                deepspeed.zero.register_external_parameter(m.predictor, token)
+        self.encoder, self.predictor, self.target = m.encoder, m.predictor, m.target
+        self._modules = (m.encoder, m.predictor, m.target)
+        self._base = _base_optimizer(self.optimizer)
+
+    def backward(self, loss):
+        self.ds.backward(loss, scale_wrt_gas=False)  # the loop already divides by its micro-batch count
+
+    def step(self, clip_grad, loss):
+        # DeepSpeed computes the norm inside its step and clips globally (encoder and predictor together)
+        if self.stage == 0:
+            self.ds._config.gradient_clipping = clip_grad or 0.0
+        else:
+            self.optimizer.clip_grad = clip_grad or 0.0
+        finite = torch.isfinite(loss.detach())  # the grad norm is only known after DeepSpeed's step
+        skip_next_step_if(self._base, ~finite)
+        self.ds.step()
+        norm = self.ds.get_global_grad_norm()
+        norm = torch.as_tensor(norm if norm is not None else float("nan"), dtype=torch.float32)
+        return norm, finite
+
+    def _local(self, module):
+        if self.stage == 3:
+            return [p.ds_tensor for p in module.parameters()]
+        return list(module.parameters())
+
+    @torch.no_grad()
+    def ema_update(self, momentum, apply=None):
+        ema_update(self._local(self.target), self._local(self.encoder), momentum, apply)
+
+    def state_dict_parts(self):
+        enc, pred, tgt = self._modules
+        params = list(self.ds.module.parameters())
+        with deepspeed.zero.GatheredParameters(params, enabled=self.stage == 3):
+            parts = {k: {n: t.detach().cpu().clone() for n, t in m.state_dict().items()}
+                     for k, m in (("encoder", enc), ("predictor", pred), ("target", tgt))}
+        parts["opt"] = {}  # ZeRO keeps optimizer state in flat partitions: it lives in the sharded checkpoint
+        return parts
+
+    def load_parts(self, ckpt, source):
+        raise NotImplementedError(f"{source}: starting a DeepSpeed run from an official-layout file is not supported "
+                                  f"yet; resume from the run's own checkpoints, or use the fsdp or ddp engine")
+
+    def save_sharded(self, root, step, extra):
+        tag = f"step-{step:08d}"
+        # DeepSpeed writes every rank's partitions under root/tag, then `latest` (so it counts once complete)
+        self.ds.save_checkpoint(str(root), tag=tag, client_state={"jepa_scale": extra})
+        return f"{root}/{tag}"
+
+    def load_sharded(self, root):
+        import os
+
+        if not os.path.isfile(os.path.join(str(root), "latest")):
+            return None
+        path, client = self.ds.load_checkpoint(str(root))
+        if path is None:
+            raise RuntimeError(f"{root}: DeepSpeed could not load the checkpoint its `latest` file names")
+        return client["jepa_scale"]
