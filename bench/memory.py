@@ -4,8 +4,9 @@
     none vs full, counted with torch.autograd.graph.saved_tensors_hooks on the meta device (parameters excluded,
     plus the block inputs that checkpointing keeps instead);
 (b) model states: per-rank bytes of parameters, gradients and optimizer state after one step at world size 2 (gloo,
-    started here with torchrun) for DDP vs FSDP2 (full sharding), ViT-L + predictor on a tiny clip (the states do
-    not depend on the clip size).
+    started here with torchrun) for DDP vs FSDP2 (full sharding) vs DeepSpeed ZeRO-3, ViT-L + predictor on a tiny
+    clip (the states do not depend on the clip size). float32 training (CPU): ZeRO-3 then keeps an fp32 master
+    copy beside its fp32 parameter partitions, which bf16 training would not duplicate.
 
     python bench/memory.py [--config configs/pretrain/vitl16.yaml] [--no-engines]
 """
@@ -76,8 +77,9 @@ def engine_worker(config: str, engine: str, out: str):
     from jepa_scale.train.objective import jepa_loss, predict, target_features
     from jepa_scale.train.optim import make_optimizer
 
-    cfg = load_config(config, ["data.crop_size=64", "data.num_frames=4", f"distributed.engine={engine}",
-                               "meta.dtype=float32"])
+    kind, _, stage = engine.partition("-zero")
+    sets = ["data.crop_size=64", "data.num_frames=4", f"distributed.engine={kind}", "meta.dtype=float32"]
+    cfg = load_config(config, sets + ([f"distributed.zero_stage={stage}"] if stage else []))
     e = default_engine(cfg)
     e.setup(*build_models(cfg), optimizer_factory=make_optimizer)
     d = cfg.data
@@ -87,22 +89,38 @@ def engine_worker(config: str, engine: str, out: str):
     loss = jepa_loss(predict(e.encoder, e.predictor, x, ctx, tgt), targets)
     e.backward(loss)
     enc, pred, target = e.modules()
-    params = [p for m in (enc, pred) for p in m.parameters() if p.requires_grad]
-    grads = local_bytes(p.grad for p in params)
-    e.step(None, loss.detach())
-    state = {"params": local_bytes(params), "grads": grads,
-             "optimizer": local_bytes(v for st in e.optimizer.state.values() for v in st.values() if v.dim() > 0),
-             "ema": local_bytes(target.parameters())}
+    if kind == "deepspeed":
+        state = zero3_state_bytes(e, loss, target)
+    else:
+        params = [p for m in (enc, pred) for p in m.parameters() if p.requires_grad]
+        grads = local_bytes(p.grad for p in params)
+        e.step(None, loss.detach())
+        state = {"params": local_bytes(params), "grads": grads,
+                 "optimizer": local_bytes(v for st in e.optimizer.state.values() for v in st.values() if v.dim() > 0),
+                 "ema": local_bytes(target.parameters())}
     if dist.get_rank() == 0:
         Path(out).write_text(json.dumps(state))
     dist.destroy_process_group()
+
+
+def zero3_state_bytes(e, loss, target) -> dict:
+    """ZeRO-3 keeps parameters, gradients and the fp32 master copy in flat partitions of its own."""
+    z = e.optimizer
+    grads = getattr(z, "grad_partitions_flat_buffer", None)
+    grads = local_bytes([grads] if grads is not None else
+                        z._DeepSpeedZeroOptimizer_Stage3__param_id_to_grad_partition.values())
+    e.step(None, loss.detach())
+    moments = [v for st in e._base.state.values() for v in st.values() if v.dim() > 0]
+    return {"params": local_bytes(z.fp16_partitioned_groups_flat), "grads": grads,
+            "optimizer": local_bytes(moments) + local_bytes(z.fp32_partitioned_groups_flat),
+            "ema": local_bytes(p.ds_tensor for p in target.parameters())}
 
 
 def measure_engines(config: str) -> dict:
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for engine in ("ddp", "fsdp"):
+        for engine in ("ddp", "fsdp", "deepspeed-zero3"):
             f = Path(tmp) / f"{engine}.json"
             cmd = [torchrun, "--standalone", "--nproc_per_node=2", __file__, "--worker", engine, "--config", config,
                    "--out", str(f)]
@@ -119,7 +137,7 @@ def planner_states(config: str) -> dict:
 
     cfg = load_config(config)
     rows = {p.engine: p for p in plan(cfg, gpus=2) if p.checkpointing == "none"}
-    return {"ddp": rows["ddp"], "fsdp": rows["zero3 / fsdp full"]}
+    return {"ddp": rows["ddp"], "fsdp": rows["zero3 / fsdp full"], "deepspeed-zero3": rows["zero3 / fsdp full"]}
 
 
 def main():
@@ -150,12 +168,14 @@ def main():
                   f"{mib(m['optimizer']):8.0f}  = {mib(states):8.0f} | planner "
                   f"{mib(pl.params + pl.grads + pl.optimizer):8.0f};  EMA target {mib(m['ema']):6.0f} | "
                   f"{mib(pl.ema):6.0f}")
-            figures[f"{engine}_states_mib"] = round(mib(states), 1)
-            figures[f"{engine}_planner_states_mib"] = round(mib(pl.params + pl.grads + pl.optimizer), 1)
-        ratio = sum(measured["fsdp"][k] for k in ("params", "grads", "optimizer")) / \
-            sum(measured["ddp"][k] for k in ("params", "grads", "optimizer"))
-        print(f"  FSDP2 / DDP: {100 * ratio:.1f}% (goal <= 55%)")
-        figures["fsdp_vs_ddp_states_ratio"] = round(ratio, 4)
+            key = engine.replace("-", "_")
+            figures[f"{key}_states_mib"] = round(mib(states), 1)
+            figures[f"{key}_planner_states_mib"] = round(mib(pl.params + pl.grads + pl.optimizer), 1)
+        total = lambda m: sum(m[k] for k in ("params", "grads", "optimizer"))  # noqa: E731
+        for engine in ("fsdp", "deepspeed-zero3"):
+            ratio = total(measured[engine]) / total(measured["ddp"])
+            print(f"  {engine} / DDP: {100 * ratio:.1f}% (goal <= 55%)")
+            figures[f"{engine.replace('-', '_')}_vs_ddp_states_ratio"] = round(ratio, 4)
     print(json.dumps(figures))
 
 
