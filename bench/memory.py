@@ -5,8 +5,9 @@
     plus the block inputs that checkpointing keeps instead);
 (b) model states: per-rank bytes of parameters, gradients and optimizer state after one step at world size 2 (gloo,
     started here with torchrun) for DDP vs FSDP2 (full sharding) vs DeepSpeed ZeRO-3, ViT-L + predictor on a tiny
-    clip (the states do not depend on the clip size). float32 training (CPU): ZeRO-3 then keeps an fp32 master
-    copy beside its fp32 parameter partitions, which bf16 training would not duplicate.
+    clip (the states do not depend on the clip size). In float32 training (what the CPU runs) ZeRO-3 keeps an fp32
+    master copy beside its fp32 parameter partitions; `deepspeed-zero3-bf16` measures DeepSpeed's bf16 mode (bf16
+    partitions and gradients, fp32 master and moments), the mixed precision the planner assumes.
 
     python bench/memory.py [--config configs/pretrain/vitl16.yaml] [--no-engines]
 """
@@ -77,14 +78,17 @@ def engine_worker(config: str, engine: str, out: str):
     from jepa_scale.train.objective import jepa_loss, predict, target_features
     from jepa_scale.train.optim import make_optimizer
 
+    engine, bf16 = engine.removesuffix("-bf16"), engine.endswith("-bf16")
     kind, _, stage = engine.partition("-zero")
     sets = ["data.crop_size=64", "data.num_frames=4", f"distributed.engine={kind}", "meta.dtype=float32"]
     cfg = load_config(config, sets + ([f"distributed.zero_stage={stage}"] if stage else []))
     e = default_engine(cfg)
+    if bf16:  # DeepSpeed's bf16 mode (bf16 parameter partitions, fp32 master), which CPU training does not use
+        e.amp_dtype = torch.bfloat16
     e.setup(*build_models(cfg), optimizer_factory=make_optimizer)
     d = cfg.data
     ctx, tgt = MultiBlockMasks(cfg.mask, d.crop_size, d.num_frames, d.patch_size, d.tubelet_size)(2, 0, 0)
-    x = torch.randn(2, 3, d.num_frames, d.crop_size, d.crop_size)
+    x = torch.randn(2, 3, d.num_frames, d.crop_size, d.crop_size, dtype=torch.bfloat16 if bf16 else torch.float32)
     targets, _ = target_features(e.target, x, tgt)
     loss = jepa_loss(predict(e.encoder, e.predictor, x, ctx, tgt), targets)
     e.backward(loss)
@@ -120,7 +124,7 @@ def measure_engines(config: str) -> dict:
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for engine in ("ddp", "fsdp", "deepspeed-zero3"):
+        for engine in ("ddp", "fsdp", "deepspeed-zero3", "deepspeed-zero3-bf16"):
             f = Path(tmp) / f"{engine}.json"
             cmd = [torchrun, "--standalone", "--nproc_per_node=2", __file__, "--worker", engine, "--config", config,
                    "--out", str(f)]
@@ -137,7 +141,8 @@ def planner_states(config: str) -> dict:
 
     cfg = load_config(config)
     rows = {p.engine: p for p in plan(cfg, gpus=2) if p.checkpointing == "none"}
-    return {"ddp": rows["ddp"], "fsdp": rows["zero3 / fsdp full"], "deepspeed-zero3": rows["zero3 / fsdp full"]}
+    z3 = rows["zero3 / fsdp full"]
+    return {"ddp": rows["ddp"], "fsdp": z3, "deepspeed-zero3": z3, "deepspeed-zero3-bf16": z3}
 
 
 def main():
@@ -172,7 +177,7 @@ def main():
             figures[f"{key}_states_mib"] = round(mib(states), 1)
             figures[f"{key}_planner_states_mib"] = round(mib(pl.params + pl.grads + pl.optimizer), 1)
         total = lambda m: sum(m[k] for k in ("params", "grads", "optimizer"))  # noqa: E731
-        for engine in ("fsdp", "deepspeed-zero3"):
+        for engine in ("fsdp", "deepspeed-zero3", "deepspeed-zero3-bf16"):
             ratio = total(measured[engine]) / total(measured["ddp"])
             print(f"  {engine} / DDP: {100 * ratio:.1f}% (goal <= 55%)")
             figures[f"{engine.replace('-', '_')}_vs_ddp_states_ratio"] = round(ratio, 4)

@@ -7,6 +7,7 @@ size 1 and 2 (gloo, started with torchrun; the same global batch). Ends with one
 """
 import argparse
 import csv as csv_module
+import importlib.util
 import json
 import os
 import shutil
@@ -96,6 +97,10 @@ def engine_step_times(csv: str, tmp: Path, steps: int = 16) -> dict:
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
     runs = {"single_w1": (1, ["data.batch_size=8"]), "ddp_w2": (2, ["data.batch_size=4", "distributed.engine=ddp"]),
             "fsdp_w2": (2, ["data.batch_size=4", "distributed.engine=fsdp"])}
+    if importlib.util.find_spec("deepspeed") is not None:
+        for stage in (1, 2, 3):
+            runs[f"zero{stage}_w2"] = (2, ["data.batch_size=4", "distributed.engine=deepspeed",
+                                           f"distributed.zero_stage={stage}"])
     out = {}
     for name, (n, sets) in runs.items():
         folder = tmp / name

@@ -80,6 +80,7 @@ def final_target(folder: Path) -> dict:
 
 
 SHARDED = [("fsdp", "distributed.reshard_after_forward=true"), ("fsdp", "distributed.reshard_after_forward=false"),
+           ("fsdp", "distributed.hsdp_replicas=2"),
            ("deepspeed", "distributed.zero_stage=1"), ("deepspeed", "distributed.zero_stage=2"),
            ("deepspeed", "distributed.zero_stage=3")]
 

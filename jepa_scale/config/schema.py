@@ -137,6 +137,7 @@ class DistributedConfig:  # ours
     zero_stage: int = 2  # deepspeed: ZeRO stage 0-3
     offload_optimizer: bool = False  # deepspeed: optimizer state in CPU memory
     reshard_after_forward: bool = True  # fsdp: free gathered blocks after forward (ZeRO-3-like); false: ZeRO-2-like
+    hsdp_replicas: int = 1  # fsdp: >1 makes a 2-D mesh, replicas x shards (HSDP: shard within a node, replicate across)
     # none | full | every_k (checkpoint_every: k); model.use_activation_checkpointing: true (V2 key) means full
     activation_checkpointing: str = "none"
     checkpoint_every: int = 2
@@ -231,6 +232,7 @@ class PretrainConfig:
         need(dc.engine in ("auto", "single", "ddp", "fsdp", "deepspeed"), "distributed.engine",
              f"must be auto, single, ddp, fsdp or deepspeed, got {dc.engine!r}")
         need(dc.zero_stage in (0, 1, 2, 3), "distributed.zero_stage", f"must be 0, 1, 2 or 3, got {dc.zero_stage}")
+        need(dc.hsdp_replicas > 0, "distributed.hsdp_replicas", "must be positive")
         need(dc.activation_checkpointing in ("none", "full", "every_k"), "distributed.activation_checkpointing",
              f"must be none, full or every_k, got {dc.activation_checkpointing!r}")
         need(dc.checkpoint_every > 0, "distributed.checkpoint_every", "must be positive")

@@ -192,16 +192,22 @@ class FSDPEngine(ProcessGroupMixin, SingleEngine):
     exactly like the encoder, runs forward only and is updated shard by shard; it is never gathered for the update.
     reshard_after_forward=True frees gathered blocks after forward (ZeRO-3-like), False keeps them (ZeRO-2-like)."""
 
-    def __init__(self, device, dtype: str = "bfloat16", reshard_after_forward: bool = True):
+    def __init__(self, device, dtype: str = "bfloat16", reshard_after_forward: bool = True, hsdp_replicas: int = 1):
         super().__init__(device, dtype)
         self._join_group()
-        self.reshard = reshard_after_forward
+        self.reshard, self.replicas = reshard_after_forward, hsdp_replicas
+        if self.world_size % hsdp_replicas:
+            raise ValueError(f"distributed.hsdp_replicas={hsdp_replicas} does not divide {self.world_size} ranks")
 
     def setup(self, encoder, predictor, target, optimizer_factory):
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import fully_shard
 
-        mesh = init_device_mesh(self.device.type, (self.world_size,))
+        if self.replicas > 1:  # HSDP: parameters sharded within each group of ranks, replicated across groups
+            mesh = init_device_mesh(self.device.type, (self.replicas, self.world_size // self.replicas),
+                                    mesh_dim_names=("replicate", "shard"))
+        else:
+            mesh = init_device_mesh(self.device.type, (self.world_size,))
         # The target always reshards after its forward: it has no backward to reshard it, and gathered copies kept
         # across steps would go stale once the EMA updates the shards (it is re-gathered every step either way).
         for model, blocks, reshard in ((encoder, encoder.blocks, self.reshard),

@@ -60,7 +60,7 @@ def default_engine(cfg, local_rank: int | None = None) -> Engine:
     if env.world_size == 1 and not torch.distributed.is_initialized():
         raise ValueError(f"distributed.engine={kind} needs a process group: launch with torchrun or deepspeed")
     if kind == "fsdp":
-        return FSDPEngine(device, cfg.meta.dtype, cfg.distributed.reshard_after_forward)
+        return FSDPEngine(device, cfg.meta.dtype, cfg.distributed.reshard_after_forward, cfg.distributed.hsdp_replicas)
     if kind == "deepspeed":
         micro, accum = micro_batches(cfg)
         if accum != 1:
