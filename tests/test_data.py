@@ -1,17 +1,14 @@
-import math
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from jepa_scale.config import load_config
 from jepa_scale.data import ClipLoader, DataError, DataStream, PyAVDecoder, VideoBatches, VideoError, VideoRecord
 from jepa_scale.data.augment import MEAN, STD, augment_clip, crop_params
 from jepa_scale.data.csv_source import read_video_csv, read_video_lists
 from jepa_scale.data.messy_videos import frame_index, make_corpus, write_csv
 from jepa_scale.data.sampling import clip_indices
-from tests.conftest import tiny_raw
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from jepa_scale.config import load_config
 from jepa_scale.monitor.flops import ViTShape, vit_forward, vjepa_step
 from jepa_scale.train.loop import build_models
 from jepa_scale.train.objective import jepa_loss, predict, target_features
-from tests.conftest import ROOT, tiny_raw
+from tests.conftest import tiny_raw
 
 
 def shapes(enc, pred):

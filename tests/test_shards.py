@@ -180,7 +180,7 @@ def test_training_on_shards_resumes_with_the_same_losses(tmp_path, video_csv, de
 @pytest.mark.parametrize("seed", [0, 1])
 def test_dali_cpu_pipeline_gives_clips_of_the_right_shape_and_sampling(tmp_path, corpus, seed):
     pytest.importorskip("nvidia.dali", reason="NVIDIA DALI is not installed (make test installs it)")
-    from jepa_scale.data.dali_pipeline import DaliClips, decode_pipeline, reader_pipeline
+    from jepa_scale.data.dali_pipeline import DaliClips, reader_pipeline
 
     good = [e for e in corpus if e.shard_failure is None]
     csv = tmp_path / "good.csv"
