@@ -14,7 +14,6 @@
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from jepa_scale.config import load_config  # noqa: E402
+from jepa_scale.distributed.env import torchrun_executable  # noqa: E402
 from jepa_scale.masks import MultiBlockMasks  # noqa: E402
 from jepa_scale.models import build_encoder, build_predictor  # noqa: E402
 from jepa_scale.train.objective import predict  # noqa: E402
@@ -121,7 +121,7 @@ def zero3_state_bytes(e, loss, target) -> dict:
 
 
 def measure_engines(config: str) -> dict:
-    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    torchrun = torchrun_executable()
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for engine in ("ddp", "fsdp", "deepspeed-zero3", "deepspeed-zero3-bf16"):

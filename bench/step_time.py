@@ -10,7 +10,6 @@ import csv as csv_module
 import importlib.util
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from jepa_scale.config import load_config  # noqa: E402
+from jepa_scale.distributed.env import torchrun_executable  # noqa: E402
 from jepa_scale.data.augment import MEAN, STD, augment_clip, crop_params  # noqa: E402
 from jepa_scale.data.synthetic import make_moving_shapes  # noqa: E402
 from jepa_scale.train.loop import Trainer  # noqa: E402
@@ -94,7 +94,7 @@ def augment_ratio(reps=20):
 
 def engine_step_times(csv: str, tmp: Path, steps: int = 16) -> dict:
     """Median step time of short runs: single (world 1) and ddp/fsdp (world 2), global batch 8 in all."""
-    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    torchrun = torchrun_executable()
     runs = {"single_w1": (1, ["data.batch_size=8"]), "ddp_w2": (2, ["data.batch_size=4", "distributed.engine=ddp"]),
             "fsdp_w2": (2, ["data.batch_size=4", "distributed.engine=fsdp"])}
     if importlib.util.find_spec("deepspeed") is not None:

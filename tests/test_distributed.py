@@ -1,7 +1,6 @@
 """Several processes on this machine with the gloo backend, started by torchrun as a user would."""
 import csv
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,10 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from jepa_scale.distributed.env import torchrun_executable
 from tests.conftest import ROOT, tiny_raw
 
 pytestmark = pytest.mark.slow
-TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+TORCHRUN = torchrun_executable()
 
 
 def launch(cfg_raw: dict, folder: Path, nproc: int, *overrides: str):

@@ -108,29 +108,43 @@ class PyAVDecoder:
     def __init__(self, threads: int = 1):
         self.threads = threads
 
-    def probe(self, path) -> VideoInfo:
-        container, stream = _open(path)
-        with container:
-            info = _info(container, stream)
+    @staticmethod
+    def _checked_info(container, stream) -> VideoInfo:
+        info = _info(container, stream)
         if info.num_frames <= 0:
             raise VideoError("header gives no frame count or duration")
         return info
 
-    def clip(self, path, indices) -> np.ndarray:
-        """uint8 [len(indices), H, W, 3] for the given frame indices (any order, repeats allowed)."""
-        indices = np.asarray(indices, dtype=np.int64)
+    def probe(self, path) -> VideoInfo:
         container, stream = _open(path)
         with container:
-            if self.threads > 1:
-                stream.thread_type = "AUTO"
-                stream.codec_context.thread_count = self.threads
-            wanted = np.unique(indices)
-            got = None
-            if wanted[0] >= SEQUENTIAL_BELOW:
-                got = self._decode_after_seek(container, stream, wanted)
-            if got is None:
-                container.seek(0)
-                got = self._decode_sequential(container, stream, wanted)
+            return self._checked_info(container, stream)
+
+    def clip(self, path, indices) -> np.ndarray:
+        """uint8 [len(indices), H, W, 3] for the given frame indices (any order, repeats allowed)."""
+        container, stream = _open(path)
+        with container:
+            return self._decode(container, stream, indices)
+
+    def probe_and_clip(self, path, choose) -> tuple[np.ndarray, VideoInfo]:
+        """Open once: read the header, let `choose(info)` pick the frame indices, decode them."""
+        container, stream = _open(path)
+        with container:
+            info = self._checked_info(container, stream)
+            return self._decode(container, stream, choose(info)), info
+
+    def _decode(self, container, stream, indices) -> np.ndarray:
+        indices = np.asarray(indices, dtype=np.int64)
+        if self.threads > 1:
+            stream.thread_type = "AUTO"
+            stream.codec_context.thread_count = self.threads
+        wanted = np.unique(indices)
+        got = None
+        if wanted[0] >= SEQUENTIAL_BELOW:
+            got = self._decode_after_seek(container, stream, wanted)
+        if got is None:
+            container.seek(0)
+            got = self._decode_sequential(container, stream, wanted)
         return np.stack([got[int(i)] for i in indices])
 
     @staticmethod

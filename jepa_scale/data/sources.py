@@ -9,6 +9,8 @@ import torch
 from jepa_scale.data.csv_source import DataError, VideoRecord, read_video_lists
 from jepa_scale.data.shards.source import read_shard_datasets
 
+log = logging.getLogger(__name__)
+
 
 def open_datasets(data_cfg) -> tuple[list[list[VideoRecord]], list[float] | None]:
     if data_cfg.shards:
@@ -36,21 +38,27 @@ def resolve_decoder(data_cfg) -> str:
     return "dali" if data_cfg.shards and dali and torch.cuda.is_available() else "pyav"
 
 
-def open_stream(cfg, rank: int, world_size: int, device: torch.device, skip_report=None, decoder=None):
-    """The data stream for this rank: DaliStream or DataStream over VideoBatches."""
+def open_streams(cfg, micro_indices: list[int], num_micro: int, device: torch.device, skip_report=None,
+                 decoder=None) -> list:
+    """One data stream per micro-batch index of this rank (DaliStream or DataStream over VideoBatches), over
+    datasets read once. cfg.data.batch_size is the micro-batch size."""
     from jepa_scale.data.stream import DataStream
     from jepa_scale.data.video_batches import VideoBatches
 
     kind = resolve_decoder(cfg.data)
-    logging.getLogger(__name__).info("video decoding: %s", kind)
+    log.info("video decoding: %s", kind)
+    datasets, weights = open_datasets(cfg.data)
     if kind == "dali":
         from jepa_scale.data.dali_stream import DaliStream
 
-        datasets, _ = open_datasets(cfg.data)
+        if weights is not None and len(datasets) > 1:
+            log.warning("the DALI reader draws uniformly from all shards: dataset weights %s are not applied "
+                        "(use data.decoder=pyav to mix by weight)", weights)
         tars = sorted({r.path for ds in datasets for r in ds})
-        return DaliStream(tars, cfg, cfg.meta.seed, rank, world_size,
-                          device.index or 0 if device.type == "cuda" else None, cfg.data.dali_pipelines)
-    datasets, weights = open_datasets(cfg.data)
-    batches = VideoBatches(datasets, cfg, seed=cfg.meta.seed, micro_index=rank, num_micro=world_size,
-                           decoder=decoder, weights=weights)
-    return DataStream(batches, cfg.data.num_workers, device.type == "cuda", skip_report=skip_report)
+        device_id = device.index or 0 if device.type == "cuda" else None
+        return [DaliStream(tars, cfg, cfg.meta.seed, m, num_micro, device_id, cfg.data.dali_pipelines)
+                for m in micro_indices]
+    return [DataStream(VideoBatches(datasets, cfg, seed=cfg.meta.seed, micro_index=m, num_micro=num_micro,
+                                    decoder=decoder, weights=weights),
+                       cfg.data.num_workers, device.type == "cuda", skip_report=skip_report)
+            for m in micro_indices]

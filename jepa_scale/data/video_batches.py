@@ -47,20 +47,24 @@ class ClipLoader:
         return clip_indices(num_frames, d.num_frames, step, d.num_clips, rng)
 
     def __call__(self, rec: VideoRecord, rng: np.random.Generator) -> torch.Tensor:
-        if rec.offset >= 0:  # a shard sample: its bytes, and a frame count measured when the shard was made
-            src, num_frames, fps = rec.read_bytes(), rec.num_frames, rec.fps
-        else:
-            info = self.decoder.probe(rec.path)
-            src, num_frames, fps = rec.path, info.num_frames, info.fps
-        clips = self._indices(num_frames, fps, rng)
+        picked = {}
+
+        def choose(num_frames: int, fps: float) -> np.ndarray:
+            picked["clips"], picked["fps"] = self._indices(num_frames, fps, rng), fps
+            return np.concatenate(picked["clips"])
+
+        src = rec.read_bytes() if rec.offset >= 0 else rec.path
         try:
-            frames = self.decoder.clip(src, np.concatenate(clips))
+            if rec.offset >= 0:  # a shard sample: its frame count was measured when the shard was made
+                frames = self.decoder.clip(src, choose(rec.num_frames, rec.fps))
+            else:  # a file: one open serves the header and the decode
+                frames, _ = self.decoder.probe_and_clip(src, lambda info: choose(info.num_frames, info.fps))
         except VideoError as e:
             if not e.true_frames:
                 raise
             # the header overstated the length: sample again within the frames that exist
-            clips = self._indices(e.true_frames, fps, rng)
-            frames = self.decoder.clip(src, np.concatenate(clips))
+            frames = self.decoder.clip(src, choose(e.true_frames, picked["fps"]))
+        clips = picked["clips"]
         frames = torch.from_numpy(frames)
         T = self.d.num_frames
         views = [augment_clip(frames[i * T:(i + 1) * T], self.d.crop_size, self.a.random_resize_scale,

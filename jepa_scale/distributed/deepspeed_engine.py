@@ -7,6 +7,8 @@ The optimizer is our fused torch AdamW (no JIT-compiled DeepSpeed Adam); its `fo
 """
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn as nn
 
@@ -100,15 +102,6 @@ class DeepSpeedEngine(ProcessGroupMixin, SingleEngine):
     def ema_update(self, momentum, apply=None):
         ema_update(self._local(self.target), self._local(self.encoder), momentum, apply)
 
-    def state_dict_parts(self):
-        enc, pred, tgt = self._modules
-        params = list(self.ds.module.parameters())
-        with deepspeed.zero.GatheredParameters(params, enabled=self.stage == 3):
-            parts = {k: {n: t.detach().cpu().clone() for n, t in m.state_dict().items()}
-                     for k, m in (("encoder", enc), ("predictor", pred), ("target", tgt))}
-        parts["opt"] = {}  # ZeRO keeps optimizer state in flat partitions: it lives in the sharded checkpoint
-        return parts
-
     def load_parts(self, ckpt, source):
         raise NotImplementedError(f"{source}: starting a DeepSpeed run from an official-layout file is not supported "
                                   f"yet; resume from the run's own checkpoints, or use the fsdp or ddp engine")
@@ -120,8 +113,6 @@ class DeepSpeedEngine(ProcessGroupMixin, SingleEngine):
         return f"{root}/{tag}"
 
     def load_sharded(self, root):
-        import os
-
         if not os.path.isfile(os.path.join(str(root), "latest")):
             return None
         path, client = self.ds.load_checkpoint(str(root))

@@ -2,11 +2,13 @@
 
 The training loop calls these methods and never branches on the engine kind. `encoder`/`predictor` are what the
 loop calls (possibly wrapped); `modules()` gives the plain models for state dicts. `SingleEngine` runs one process
-(CPU or one GPU); `DDPEngine` replicates over a process group.
+(CPU or one GPU); `DDPEngine` replicates over a process group; `FSDPEngine` shards with FSDP2; DeepSpeed ZeRO lives
+in deepspeed_engine.py (imported only when chosen).
 """
 from __future__ import annotations
 
 import contextlib
+import logging
 from abc import ABC, abstractmethod
 
 import torch
@@ -17,14 +19,19 @@ from jepa_scale.checkpoint import check_matches, load_strict
 from jepa_scale.train.ema import ema_update
 from jepa_scale.train.optim import skip_next_step_if
 
+log = logging.getLogger(__name__)
+
 
 def _has_optimizer_state(ckpt: dict, source: str) -> bool:
     if ckpt.get("opt"):
         return True
-    import logging
-    logging.getLogger(__name__).warning("%s holds no optimizer state (a DeepSpeed export?): AdamW moments start at 0",
-                                        source)
+    log.warning("%s holds no optimizer state (a DeepSpeed export?): AdamW moments start at 0", source)
     return False
+
+
+def _full(t: torch.Tensor) -> torch.Tensor:
+    """A sharded (DTensor) norm as a plain tensor; plain tensors pass through."""
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
 
 
 def _total_norm(params) -> torch.Tensor:
@@ -78,8 +85,8 @@ class Engine(ABC):
         """The plain (unwrapped) encoder, predictor and target, e.g. for state dicts."""
 
     def state_dict_parts(self) -> dict:
-        """{"encoder", "predictor", "target", "opt"} full state dicts for an official-layout checkpoint (every rank
-        calls it: sharded engines gather)."""
+        """{"encoder", "predictor", "target", "opt"} state dicts for an official-layout checkpoint (engines without
+        sharded checkpoints; sharded ones are exported with `python -m jepa_scale.checkpoint export`)."""
         enc, pred, tgt = self.modules()
         return {"encoder": enc.state_dict(), "predictor": pred.state_dict(), "target": tgt.state_dict(),
                 "opt": self.optimizer.state_dict()}
@@ -134,7 +141,7 @@ class SingleEngine(Engine):
         if clip_grad is not None:
             torch.nn.utils.clip_grads_with_norm_(self._enc_params, clip_grad, enc_norm)
             torch.nn.utils.clip_grads_with_norm_(self._pred_params, clip_grad, pred_norm)
-        norm = torch.sqrt(enc_norm ** 2 + pred_norm ** 2)
+        norm = torch.sqrt(_full(enc_norm) ** 2 + _full(pred_norm) ** 2)
         finite = torch.isfinite(loss.detach()) & torch.isfinite(norm)
         skip_next_step_if(self.optimizer, ~finite)
         self.optimizer.step()
@@ -186,11 +193,12 @@ class DDPEngine(ProcessGroupMixin, SingleEngine):
 
 
 class FSDPEngine(ProcessGroupMixin, SingleEngine):
-    sharded_checkpoints = True
-
     """PyTorch FSDP2: each block, then the whole model, is `fully_shard`ed over the ranks. The EMA target is sharded
     exactly like the encoder, runs forward only and is updated shard by shard; it is never gathered for the update.
-    reshard_after_forward=True frees gathered blocks after forward (ZeRO-3-like), False keeps them (ZeRO-2-like)."""
+    reshard_after_forward=True frees gathered blocks after forward (ZeRO-3-like), False keeps them (ZeRO-2-like).
+    Checkpoints are sharded (torch.distributed.checkpoint)."""
+
+    sharded_checkpoints = True
 
     def __init__(self, device, dtype: str = "bfloat16", reshard_after_forward: bool = True, hsdp_replicas: int = 1):
         super().__init__(device, dtype)
@@ -225,35 +233,9 @@ class FSDPEngine(ProcessGroupMixin, SingleEngine):
             m.set_requires_gradient_sync(last)  # reduce-scatter only on the last micro-batch
         return contextlib.nullcontext()
 
-    def step(self, clip_grad, loss):
-        full = lambda t: t.full_tensor() if hasattr(t, "full_tensor") else t  # noqa: E731
-        enc_norm, pred_norm = _total_norm(self._enc_params), _total_norm(self._pred_params)
-        if clip_grad is not None:
-            torch.nn.utils.clip_grads_with_norm_(self._enc_params, clip_grad, enc_norm)
-            torch.nn.utils.clip_grads_with_norm_(self._pred_params, clip_grad, pred_norm)
-        norm = torch.sqrt(full(enc_norm) ** 2 + full(pred_norm) ** 2)
-        finite = torch.isfinite(loss.detach()) & torch.isfinite(norm)
-        skip_next_step_if(self.optimizer, ~finite)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return norm, finite
-
     @torch.no_grad()
     def ema_update(self, momentum, apply=None):
         ema_update([p.to_local() for p in self._ema_dst], [p.to_local() for p in self._ema_src], momentum, apply)
-
-    def state_dict_parts(self):
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        enc, pred, tgt = self._modules
-        out = {k: get_model_state_dict(m, options=opts) for k, m in (("encoder", enc), ("predictor", pred),
-                                                                     ("target", tgt))}
-        opt = self.optimizer.state_dict()
-        opt["state"] = {i: {k: v.full_tensor().cpu() if hasattr(v, "full_tensor") else v for k, v in st.items()}
-                        for i, st in opt["state"].items()}
-        out["opt"] = opt
-        return out
 
     def load_parts(self, ckpt, source):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict

@@ -1,6 +1,7 @@
 """The pretraining loop. Components are built in `Trainer.__init__`; `run()` is the loop itself."""
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
 import logging
@@ -12,7 +13,7 @@ import torch
 
 from jepa_scale.checkpoint import atomic_save, pretrain_checkpoint, read_checkpoint
 from jepa_scale.config import save_config
-from jepa_scale.data.sources import open_stream
+from jepa_scale.data.sources import open_streams
 from jepa_scale.distributed.engine import DDPEngine, Engine, FSDPEngine, SingleEngine
 from jepa_scale.distributed.env import detect, init_process_group
 from jepa_scale.models import build_encoder, build_predictor
@@ -46,8 +47,8 @@ def build_models(cfg):
 
 
 def default_engine(cfg, local_rank: int | None = None) -> Engine:
-    """From the launcher's environment: one process -> single; several (torchrun, deepspeed, srun) -> ddp.
-    local_rank: the `--local_rank` the deepspeed launcher passes."""
+    """The configured engine; `auto` follows the launcher: one process -> single, the deepspeed launcher ->
+    deepspeed, several processes otherwise (torchrun, srun) -> ddp. local_rank: deepspeed's `--local_rank`."""
     env = detect(local_rank_arg=local_rank)
     device = init_process_group(env)
     kind = cfg.distributed.engine
@@ -95,10 +96,9 @@ class Trainer:
         micro, accum = micro_batches(cfg)
         micro_cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, batch_size=micro))
         e = self.engine
-        self.streams = [open_stream(micro_cfg, e.rank * accum + m, e.world_size * accum, e.device,
-                                    skip_report=self.folder / f"skipped_videos_r{e.rank}.tsv" if e.world_size > 1
-                                    else self.folder / "skipped_videos.tsv", decoder=decoder)
-                        for m in range(accum)]
+        report = self.folder / ("skipped_videos.tsv" if e.world_size == 1 else f"skipped_videos_r{e.rank}.tsv")
+        self.streams = open_streams(micro_cfg, [e.rank * accum + m for m in range(accum)], e.world_size * accum,
+                                    e.device, skip_report=report, decoder=decoder)
         self.step = 0
         self.bad_streak = torch.zeros((), dtype=torch.long, device=self.engine.device)
         self.skipped_steps = torch.zeros((), dtype=torch.long, device=self.engine.device)
@@ -197,12 +197,18 @@ class Trainer:
         self.skipped_steps = self.skipped_steps + (~finite)
         return loss.detach(), grad_norm, target_std
 
+    @property
+    def checkpoint_location(self) -> Path:
+        """Where this run's checkpoints go: one official file, or the sharded checkpoints' folder."""
+        return self.sharded_root if self.engine.sharded_checkpoints else self.latest_path
+
     def check_finite(self):
         """Called after a metrics flush (the host already synced there)."""
         streak, limit = int(self.bad_streak), self.cfg.optimization.max_nonfinite_steps
         if streak >= limit:
-            last = (f"the last checkpoint, {self.latest_path}, holds the model from before them"
-                    if self.latest_path.exists() else "no checkpoint was written yet")
+            where = self.checkpoint_location
+            last = (f"the last checkpoint, in {where}, holds the model from before them"
+                    if where.exists() else "no checkpoint was written yet")
             raise NonFiniteTraining(
                 f"step {self.step}: {streak} consecutive steps had a NaN/inf loss or gradient norm and were skipped "
                 f"(optimization.max_nonfinite_steps={limit}); {last}. Lower optimization.lr, check the data, or "
@@ -241,14 +247,13 @@ class Trainer:
                 self.metrics.flush()
                 self.save(float(loss))
         self.metrics.close()
-        skipped = {}
+        skipped = collections.Counter()
         for s in self.streams:
             s.close()
-            for reason, n in s.skipped.items():
-                skipped[reason] = skipped.get(reason, 0) + n
-        return {"step": self.step, "loss": float(loss), "checkpoint": str(self.latest_path),
+            skipped.update(s.skipped)
+        return {"step": self.step, "loss": float(loss), "checkpoint": str(self.checkpoint_location),
                 "csv": str(self.metrics.csv_path), "tensorboard": str(self.folder / "tensorboard"),
-                "skipped_videos": skipped}
+                "skipped_videos": dict(skipped)}
 
 
 def train(cfg, **kw) -> dict:
