@@ -1,10 +1,15 @@
+import dataclasses
+import os
 import subprocess
 import sys
+import typing
+from pathlib import Path
 
 import pytest
 import yaml
 
-from jepa_scale.config import ConfigError, DEAD_KEYS, load_config, save_config
+from jepa_scale.config import (ConfigError, DEAD_KEYS, DataConfig, PretrainConfig, dali_unsupported, dead_key_reason,
+                               ignored_keys, load_config, save_config)
 from tests.conftest import ROOT, SHARED
 
 OFFICIAL_DIR = SHARED / "reference" / "official_configs" / "pretrain"
@@ -125,3 +130,111 @@ def test_options_we_do_not_implement_are_errors_not_silently_ignored(tmp_path):
         load_config(write(tmp_path, "data:\n  datasets: [a.csv]\n  shards: [s/]\n"))
     with pytest.raises(ConfigError, match="use_rope"):
         load_config(write(tmp_path, "model:\n  use_rope: true\n"))
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "jepa_scale.config", *map(str, args)],
+                          capture_output=True, text=True, cwd=ROOT)
+
+
+@pytest.mark.parametrize("text,key", [
+    ("optimization:\n  is_anneal: true\n", "optimization.is_anneal"),
+    ("optimization:\n  anneal_ckpt: /ckpt/e0.pt\n", "optimization.anneal_ckpt"),
+    ("optimization:\n  resume_anneal: true\n", "optimization.resume_anneal"),
+], ids=["is_anneal", "anneal_ckpt", "resume_anneal"])
+def test_cooldown_keys_are_refused_not_trained_from_scratch(tmp_path, text, key):
+    p = write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    msg = str(e.value)
+    assert f"{p}:2: {key}:" in msg and "cooldown" in msg and "not implemented" in msg and "from scratch" in msg
+
+
+def test_cooldown_keys_at_their_defaults_load_and_are_reported_ignored(tmp_path):
+    text = "optimization:\n  is_anneal: false\n  anneal_ckpt: null\n  resume_anneal: false\n"
+    cfg = load_config(write(tmp_path, text))
+    assert (cfg.optimization.is_anneal, cfg.optimization.anneal_ckpt, cfg.optimization.resume_anneal) == (
+        False, None, False)
+    assert [k for k, _ in ignored_keys(yaml.safe_load(text))] == [
+        "optimization.is_anneal", "optimization.anneal_ckpt", "optimization.resume_anneal"]
+
+
+def test_app_selects_the_method_and_is_not_reported_ignored():
+    assert "app" not in DEAD_KEYS and ignored_keys({"app": "vjepa"}) == []
+
+
+def schema_paths(cls, prefix=""):
+    """Every key path of the config tree; list sections (mask) without an index, as DEAD_KEYS writes them."""
+    for f in dataclasses.fields(cls):
+        path = f"{prefix}.{f.name}" if prefix else f.name
+        yield path
+        tp = typing.get_type_hints(cls)[f.name]
+        tp = typing.get_args(tp)[0] if typing.get_origin(tp) is list else tp
+        if dataclasses.is_dataclass(tp):
+            yield from schema_paths(tp, path)
+
+
+def test_every_dead_key_is_a_config_key():
+    assert set(DEAD_KEYS) <= set(schema_paths(PretrainConfig))
+
+
+def test_ignored_keys_walks_list_sections(monkeypatch):
+    monkeypatch.setitem(DEAD_KEYS, "mask.full_complement", "test reason")
+    raw = {"nodes": 2, "mask": [{"num_blocks": 8}, {"full_complement": False}], "data": {"pin_mem": False}}
+    assert ignored_keys(raw) == [("nodes", DEAD_KEYS["nodes"]), ("mask[1].full_complement", "test reason"),
+                                 ("data.pin_mem", DEAD_KEYS["data.pin_mem"])]
+    assert dead_key_reason("mask.0.full_complement") == dead_key_reason("mask[3].full_complement") == "test reason"
+    assert dead_key_reason("data.crop_size") is None
+
+
+def test_official_pretrain_configs_set_only_known_dead_keys():
+    files = official_files()
+    if not files:
+        pytest.skip(f"{OFFICIAL_DIR} is absent")
+    for f in files:
+        assert [k for k, _ in ignored_keys(yaml.safe_load(f.read_text()))] == [
+            "nodes", "tasks_per_node", "data.decode_one_clip", "data.pin_mem", "meta.eval_freq"], f
+
+
+def test_cli_lists_the_ignored_keys_each_file_sets(tmp_path):
+    with_nodes = write(tmp_path, "nodes: 4\ndata:\n  batch_size: 2\n", "a.yaml")
+    plain = write(tmp_path, "data:\n  batch_size: 2\n", "b.yaml")
+    r = run_cli(with_nodes, plain, "--set", "data.pin_mem=false")
+    assert r.returncode == 0, r.stderr
+    a, b = r.stdout.split(f"ok {plain}\n")
+    assert a.startswith(f"ok {with_nodes}\n")
+    assert f"  ignored nodes = {DEAD_KEYS['nodes']}\n" in a and "SLURM layout" in DEAD_KEYS["nodes"]
+    assert f"  ignored data.pin_mem = {DEAD_KEYS['data.pin_mem']}\n" in a
+    assert b == f"  ignored data.pin_mem = {DEAD_KEYS['data.pin_mem']}\n"  # the override only: b sets no nodes
+    bad = run_cli(with_nodes, write(tmp_path, "optimization:\n  is_anneal: true\n", "c.yaml"))
+    assert bad.returncode == 1 and "optimization.is_anneal" in bad.stderr and f"ok {with_nodes}" in bad.stdout
+
+
+@pytest.mark.parametrize("key,value", [("num_clips", 2), ("clip_duration", 2.0), ("filter_short_videos", True),
+                                       ("sampling", "resampled")])
+def test_options_the_dali_path_ignores_are_refused_with_dali(tmp_path, key, value):
+    raw = {"data": {"shards": ["s/"], "decoder": "dali", key: value}}
+    with pytest.raises(ConfigError, match=rf"data\.{key}: .*DALI.*use data\.decoder: pyav"):
+        load_config(raw=raw)
+    for decoder in ("auto", "pyav"):  # auto falls back to PyAV in the data layer; pyav applies them
+        cfg = load_config(raw={"data": {**raw["data"], "decoder": decoder}})
+        assert [k for k, _ in dali_unsupported(cfg.data)] == [f"data.{key}"]
+
+
+def test_dali_unsupported_is_empty_for_the_defaults_and_bundled_configs():
+    assert dali_unsupported(DataConfig()) == []
+    for path in BUNDLED:
+        assert dali_unsupported(load_config(path).data) == [], path
+    assert load_config(raw={"data": {"shards": ["s/"], "decoder": "dali"}}).data.decoder == "dali"
+
+
+def test_plain_pytest_collects_from_the_repository_root():
+    pytest_exe = Path(sys.executable).with_name("pytest")
+    if not pytest_exe.is_file():
+        pytest.skip(f"no pytest executable next to {sys.executable}")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # importable through the pytest config only
+    r = subprocess.run([str(pytest_exe), "--collect-only", "-q", "tests/test_config.py"], capture_output=True,
+                       text=True, cwd=ROOT, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ERROR" not in r.stdout and "ModuleNotFoundError" not in r.stdout
+    assert "tests/test_config.py::test_plain_pytest_collects_from_the_repository_root" in r.stdout

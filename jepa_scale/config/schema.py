@@ -1,20 +1,75 @@
 """The typed config tree. Field names are the official V-JEPA YAML keys; our additions are marked.
 
-Each dataclass is one YAML section. `DEAD_KEYS` lists official keys we accept and ignore, with why.
-`validate()` on the root checks the cross-field rules that a single type cannot express.
+Each dataclass is one YAML section. Every official key either acts, is refused by `problems()` when set to what
+we do not implement, or is listed in `DEAD_KEYS` with why it changes nothing; `ignored_keys()` finds the dead ones
+a file sets, so the CLI and the trainer can say so. `problems()` on the root checks the cross-field rules that a
+single type cannot express.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Optional
 
+_SLURM = ("the SLURM layout; a run uses the processes its launcher started "
+          "(the launch layer's sbatch generator will read it)")
+_NO_COOLDOWN = "the V-JEPA 2 cooldown is not implemented; accepted only at its default"
+
 # Official keys that parse but change nothing here, and the reason shown by `python -m jepa_scale.config`.
+# Keys inside list sections are written without an index (`mask.key` stands for every `mask[i].key`).
 DEAD_KEYS = {
+    "nodes": _SLURM,
+    "tasks_per_node": _SLURM,
     "meta.eval_freq": "the official loop never reads it",
     "data.decode_one_clip": "the official loader always decodes one clip per sample (num_clips sets how many)",
     "data.persistent_workers": "our loader keeps its workers for the whole run",
     "data.pin_mem": "pinned memory is used whenever a CUDA device trains",
+    "optimization.is_anneal": f"{_NO_COOLDOWN} (false)",
+    "optimization.anneal_ckpt": f"{_NO_COOLDOWN} (null)",
+    "optimization.resume_anneal": f"{_NO_COOLDOWN} (false)",
 }
+
+
+def dead_key_reason(path: str) -> Optional[str]:
+    """Why the key at `path` (`a.b`, `mask[1].c` or `mask.1.c`) changes nothing; None when it acts."""
+    return DEAD_KEYS.get(re.sub(r"\[\d+\]|\.\d+(?=\.|$)", "", path))
+
+
+def _key_paths(node, prefix: str = ""):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            path = f"{prefix}.{k}" if prefix else str(k)
+            yield path
+            yield from _key_paths(v, path)
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _key_paths(v, f"{prefix}[{i}]")
+
+
+def ignored_keys(raw: dict) -> list[tuple[str, str]]:
+    """(key path, reason) for each DEAD_KEYS key that the raw YAML dict sets, in file order; list items are
+    named by index (`mask[1].key`). A key set to its default is still reported: the file asked for it."""
+    return [(p, why) for p in _key_paths(raw or {}) if (why := dead_key_reason(p)) is not None]
+
+
+def dali_unsupported(data_cfg) -> list[tuple[str, str]]:
+    """(key path, reason) for each data option the DALI video path would not apply, as set in `data_cfg`.
+
+    The DALI reader samples one clip per video by data.sampling_rate, from a shuffled pass over the shards; these
+    options need the PyAV path. Empty for the defaults."""
+    d, out = data_cfg, []
+    if d.num_clips > 1:
+        out.append(("data.num_clips", f"is {d.num_clips}; the DALI path decodes one clip per video"))
+    if d.clip_duration is not None:
+        out.append(("data.clip_duration", f"is {d.clip_duration}; the DALI path steps frames by data.sampling_rate "
+                                          "only"))
+    if d.filter_short_videos:
+        out.append(("data.filter_short_videos", "is true; the DALI path keeps short videos (their clips repeat the "
+                                                "last frame)"))
+    if d.sampling == "resampled":
+        out.append(("data.sampling", "is resampled; the DALI path reads each shard sample once per epoch, "
+                                     "shuffled"))
+    return out
 
 
 @dataclass
@@ -125,7 +180,7 @@ class OptimizationConfig:
     lr_schedule: str = "cosine"
     max_steps: Optional[int] = None  # ours: stop after this many steps without changing the schedules
     max_nonfinite_steps: int = 10  # ours: stop after this many consecutive steps skipped for a NaN/inf loss or grad
-    # V2 cooldown keys, accepted so V2 files parse; the schedule choice above is what acts
+    # V2 cooldown keys: only their defaults are accepted (see problems())
     is_anneal: bool = False
     anneal_ckpt: Optional[str] = None
     resume_anneal: bool = False
@@ -190,6 +245,9 @@ class PretrainConfig:
         need(not (d.shards and d.datasets), "data.shards",
              "give CSV lists (data.datasets) or shard folders (data.shards), not both: set the other to []")
         need(d.sampling in ("epoch", "resampled"), "data.sampling", f"must be epoch or resampled, got {d.sampling!r}")
+        if d.decoder == "dali":  # with auto, the data layer falls back to PyAV for these instead
+            for key, why in dali_unsupported(d):
+                out.append((key, f"{why}, so data.decoder: dali would ignore it; use data.decoder: pyav"))
         if d.datasets_weights is not None:
             need(all(w >= 0 for w in d.datasets_weights) and sum(d.datasets_weights) > 0, "data.datasets_weights",
                  "must be >= 0 and not all 0")
@@ -214,6 +272,9 @@ class PretrainConfig:
             need(not mc.full_complement, f"mask[{i}].full_complement", "only the V1 behaviour (false) is implemented")
         need(self.meta.dtype in ("bfloat16", "float32", "float16"), "meta.dtype",
              f"must be bfloat16, float16 or float32, got {self.meta.dtype!r}")
+        from jepa_scale.models import BACKBONES
+
+        need(m.model_name in BACKBONES, "model.model_name", BACKBONES.unknown(m.model_name))
         need(m.use_mask_tokens, "model.use_mask_tokens", "must be true: V-JEPA predicts from learned mask tokens")
         need(not m.use_rope, "model.use_rope", "V2's rotary embeddings are not implemented; V1 sin-cos tables are")
         need(m.attention in ("sdpa", "math", "xformers"), "model.attention",
@@ -226,6 +287,13 @@ class PretrainConfig:
         need(o.epochs > 0, "optimization.epochs", f"must be positive, got {o.epochs}")
         need(o.max_steps is None or o.max_steps > 0, "optimization.max_steps", "must be positive or null")
         need(o.max_nonfinite_steps > 0, "optimization.max_nonfinite_steps", "must be positive")
+        # run as a pretraining, a cooldown config would silently train from scratch
+        cooldown = ("the V-JEPA 2 cooldown (a new schedule from anneal_ckpt's weights) is not implemented; remove "
+                    "optimization.is_anneal, anneal_ckpt and resume_anneal (or keep them false, null, false) to "
+                    "pretrain from scratch")
+        need(not o.is_anneal, "optimization.is_anneal", f"is true, but {cooldown}")
+        need(o.anneal_ckpt is None, "optimization.anneal_ckpt", f"is {o.anneal_ckpt!r}, but {cooldown}")
+        need(not o.resume_anneal, "optimization.resume_anneal", f"is true, but {cooldown}")
         need(self.loss.loss_exp > 0, "loss.loss_exp", f"must be positive, got {self.loss.loss_exp}")
         need(self.logging.log_freq > 0, "logging.log_freq", f"must be positive, got {self.logging.log_freq}")
         dc = self.distributed
