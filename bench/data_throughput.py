@@ -10,25 +10,22 @@ Both produce 16x224x224 clips (frame step 4) with the official sampling. Also pr
 """
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from jepa_scale.config import load_config  # noqa: E402
-from jepa_scale.data.augment import MEAN, STD, crop_params  # noqa: E402
-from jepa_scale.data.csv_source import read_video_lists  # noqa: E402
-from jepa_scale.data.sampling import clip_indices  # noqa: E402
-from jepa_scale.data.shards.make import make_shards  # noqa: E402
-from jepa_scale.data.shards.source import read_shard_datasets  # noqa: E402
-from jepa_scale.data.shards.transcode import TranscodeOptions  # noqa: E402
-from jepa_scale.data.synthetic import moving_shape_frames, write_video  # noqa: E402
-from jepa_scale.data.video_batches import ClipLoader  # noqa: E402
+from jepa_scale.config import load_config
+from jepa_scale.data.csv_source import read_video_lists
+from jepa_scale.data.official_augment import official_augment
+from jepa_scale.data.sampling import clip_indices
+from jepa_scale.data.shards.make import make_shards
+from jepa_scale.data.shards.source import read_shard_datasets
+from jepa_scale.data.shards.transcode import TranscodeOptions
+from jepa_scale.data.synthetic import moving_shape_frames, write_video
+from jepa_scale.data.video_batches import ClipLoader
 
 ROOT = Path(__file__).resolve().parents[1]
 FPC, STEP, CROP = 16, 4, 224
@@ -57,13 +54,8 @@ def official_clip(path: str, rng: np.random.Generator) -> torch.Tensor:
     vr = VideoReader(path, num_threads=1, ctx=cpu(0))
     vr.seek(0)
     (idx,) = clip_indices(len(vr), FPC, STEP, 1, rng)
-    buf = torch.tensor(vr.get_batch(list(idx)).asnumpy(), dtype=torch.float32).permute(3, 0, 1, 2)  # C T H W
-    top, left, h, w = crop_params(buf.shape[2], buf.shape[3], (0.3, 1.0), (0.75, 1.35), rng)
-    buf = F.interpolate(buf[:, :, top:top + h, left:left + w], size=(CROP, CROP), mode="bilinear",
-                        align_corners=False)
-    if rng.uniform() < 0.5:
-        buf = buf.flip(-1)
-    return (buf - torch.tensor(MEAN).view(3, 1, 1, 1) * 255) / (torch.tensor(STD).view(3, 1, 1, 1) * 255)
+    frames = torch.from_numpy(vr.get_batch(list(idx)).asnumpy())
+    return official_augment(frames, CROP, (0.3, 1.0), (0.75, 1.35), rng)
 
 
 def seconds(make_clip, items, start: int, clips: int, rng) -> float:

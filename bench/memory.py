@@ -13,32 +13,27 @@
 """
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from jepa_scale.config import load_config  # noqa: E402
-from jepa_scale.distributed.env import torchrun_executable  # noqa: E402
-from jepa_scale.masks import MultiBlockMasks  # noqa: E402
-from jepa_scale.models import build_encoder, build_predictor  # noqa: E402
-from jepa_scale.train.objective import predict  # noqa: E402
+from jepa_scale.config import load_config
+from jepa_scale.launch.local import run_local
+from jepa_scale.recipes.objective import jepa_loss, predict, target_features
+from jepa_scale.recipes.vjepa import VJEPA
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def saved_bytes_per_sample(config: Path, checkpointing: bool, batch: int = 1) -> int:
     cfg = load_config(config, [f"model.use_activation_checkpointing={str(checkpointing).lower()}"])
-    d = cfg.data
+    d, recipe = cfg.data, VJEPA(cfg)
     with torch.device("meta"):
-        enc = build_encoder(cfg)
-        pred = build_predictor(cfg, enc)
+        models = recipe.build_models().trainable
         x = torch.randn(batch, 3, d.num_frames, d.crop_size, d.crop_size)
-    ctx, tgt = MultiBlockMasks(cfg.mask, d.crop_size, d.num_frames, d.patch_size, d.tubelet_size)(batch, 0, 0)
+    enc, pred = models["encoder"], models["predictor"]
+    ctx, tgt = recipe.mask_fns()["video"](batch, 0, 0)
     ctx, tgt = [m.to("meta") for m in ctx], [m.to("meta") for m in tgt]
     params = {id(p) for m in (enc, pred) for p in m.parameters()}
     seen, total = set(), [0]
@@ -49,11 +44,11 @@ def saved_bytes_per_sample(config: Path, checkpointing: bool, batch: int = 1) ->
             total[0] += t.numel() * t.element_size()
         return t
 
-    def keep_input(block, args):  # what a checkpointed block holds on to: its input
-        if block.checkpoint:
-            total[0] += args[0].numel() * args[0].element_size()
+    def keep_input(unit, args):  # what a checkpointed unit holds on to: its input
+        total[0] += args[0].numel() * args[0].element_size()
 
-    hooks = [b.register_forward_pre_hook(keep_input) for b in list(enc.blocks) + list(pred.predictor_blocks)]
+    checkpointed = [u for m in (enc, pred) for u in m.shard_units()] if checkpointing else []  # all of them
+    hooks = [u.register_forward_pre_hook(keep_input) for u in checkpointed]
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         predict(enc, pred, x, ctx, tgt)
     for h in hooks:
@@ -74,29 +69,27 @@ def engine_worker(config: str, engine: str, out: str):
     """Runs under torchrun: one step, then this rank's state bytes (rank 0 writes them)."""
     import torch.distributed as dist
 
-    from jepa_scale.train.loop import build_models, default_engine
-    from jepa_scale.train.objective import jepa_loss, predict, target_features
-    from jepa_scale.train.optim import make_optimizer
+    from jepa_scale.distributed.build import build_engine
 
     engine, bf16 = engine.removesuffix("-bf16"), engine.endswith("-bf16")
     kind, _, stage = engine.partition("-zero")
     sets = ["data.crop_size=64", "data.num_frames=4", f"distributed.engine={kind}", "meta.dtype=float32"]
     cfg = load_config(config, sets + ([f"distributed.zero_stage={stage}"] if stage else []))
-    e = default_engine(cfg)
+    e, recipe = build_engine(cfg), VJEPA(cfg)
     if bf16:  # DeepSpeed's bf16 mode (bf16 parameter partitions, fp32 master), which CPU training does not use
         e.amp_dtype = torch.bfloat16
-    e.setup(*build_models(cfg), optimizer_factory=make_optimizer)
-    d = cfg.data
-    ctx, tgt = MultiBlockMasks(cfg.mask, d.crop_size, d.num_frames, d.patch_size, d.tubelet_size)(2, 0, 0)
+    e.setup(recipe.build_models(), recipe.optimizer)
+    d, m = cfg.data, e.models
+    ctx, tgt = recipe.mask_fns()["video"](2, 0, 0)
     x = torch.randn(2, 3, d.num_frames, d.crop_size, d.crop_size, dtype=torch.bfloat16 if bf16 else torch.float32)
-    targets, _ = target_features(e.target, x, tgt)
-    loss = jepa_loss(predict(e.encoder, e.predictor, x, ctx, tgt), targets)
+    targets, _ = target_features(m["target_encoder"], x, tgt)
+    loss = jepa_loss(predict(m["encoder"], m["predictor"], x, ctx, tgt), targets)
     e.backward(loss)
-    enc, pred, target = e.modules()
+    target = e.modules["target_encoder"]
     if kind == "deepspeed":
         state = zero3_state_bytes(e, loss, target)
     else:
-        params = [p for m in (enc, pred) for p in m.parameters() if p.requires_grad]
+        params = [p for mod in e.model_set.trainable.values() for p in mod.parameters() if p.requires_grad]
         grads = local_bytes(p.grad for p in params)
         e.step(None, loss.detach())
         state = {"params": local_bytes(params), "grads": grads,
@@ -121,14 +114,11 @@ def zero3_state_bytes(e, loss, target) -> dict:
 
 
 def measure_engines(config: str) -> dict:
-    torchrun = torchrun_executable()
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for engine in ("ddp", "fsdp", "deepspeed-zero3", "deepspeed-zero3-bf16"):
             f = Path(tmp) / f"{engine}.json"
-            cmd = [torchrun, "--standalone", "--nproc_per_node=2", __file__, "--worker", engine, "--config", config,
-                   "--out", str(f)]
-            r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+            r = run_local([__file__, "--worker", engine, "--config", config, "--out", str(f)], 2, threads=1)
             if r.returncode:
                 raise RuntimeError(f"{engine} worker failed:\n{r.stderr[-3000:]}")
             out[engine] = json.loads(f.read_text())

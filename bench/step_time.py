@@ -9,26 +9,22 @@ import argparse
 import csv as csv_module
 import importlib.util
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from jepa_scale.config import load_config  # noqa: E402
-from jepa_scale.distributed.env import torchrun_executable  # noqa: E402
-from jepa_scale.data.augment import MEAN, STD, augment_clip, crop_params  # noqa: E402
-from jepa_scale.data.synthetic import make_moving_shapes  # noqa: E402
-from jepa_scale.train.loop import Trainer  # noqa: E402
-from jepa_scale.train.objective import jepa_loss, predict, target_features  # noqa: E402
-from jepa_scale.train.optim import set_lr_wd  # noqa: E402
+from jepa_scale.config import load_config
+from jepa_scale.data.augment import augment_clip
+from jepa_scale.data.official_augment import official_augment
+from jepa_scale.data.synthetic import make_moving_shapes
+from jepa_scale.launch.local import run_local
+from jepa_scale.optim import set_lr_wd
+from jepa_scale.recipes.objective import jepa_loss, predict, target_features
+from jepa_scale.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,14 +36,16 @@ def timed(fn):
 
 
 def step_phases(trainer, step):
-    e, cfg = trainer.engine, trainer.cfg
+    """The V-JEPA step of `Pretrain.train_step`, cut into timed phases."""
+    e, cfg, models = trainer.engine, trainer.cfg, trainer.engine.models
     batch, t_data = timed(lambda: next(trainer.streams[0]))
-    lr, wd, m = trainer.schedules.at_iteration(step)
+    clips, masks = batch.inputs["video"], batch.masks["video"]
+    lr, wd, m = trainer.task.schedules.at_iteration(step)
     set_lr_wd(e.optimizer, lr, wd)
-    (targets, _), t_target = timed(lambda: target_features(e.target, batch.clips, batch.masks_tgt))
+    (targets, _), t_target = timed(lambda: target_features(models["target_encoder"], clips, masks.target))
 
     def forward_backward():
-        preds = predict(e.encoder, e.predictor, batch.clips, batch.masks_ctx, batch.masks_tgt)
+        preds = predict(models["encoder"], models["predictor"], clips, masks.context, masks.target)
         loss = jepa_loss(preds, targets, cfg.loss.loss_exp)
         e.backward(loss)
         return loss
@@ -64,37 +62,26 @@ def step_phases(trainer, step):
 
 
 def embed_once_ratio(trainer, reps=5):
-    enc = trainer.engine.encoder
+    enc = trainer.engine.models["encoder"]
     batch = next(trainer.streams[0])
+    clips, ctx = batch.inputs["video"], batch.masks["video"].context
     with torch.no_grad():
-        per_mask = min(timed(lambda: [enc(batch.clips, masks=m) for m in batch.masks_ctx])[1] for _ in range(reps))
-        once = min(timed(lambda: enc(batch.clips, masks=batch.masks_ctx))[1] for _ in range(reps))
+        per_mask = min(timed(lambda: [enc(clips, masks=m) for m in ctx])[1] for _ in range(reps))
+        once = min(timed(lambda: enc(clips, masks=ctx))[1] for _ in range(reps))
     return per_mask, once
-
-
-def official_augment(frames_u8, crop, rng):
-    buf = frames_u8.float().permute(3, 0, 1, 2)  # float32 at source resolution, as the official loader
-    top, left, h, w = crop_params(buf.shape[2], buf.shape[3], (0.3, 1.0), (0.75, 1.35), rng)
-    buf = F.interpolate(buf[:, :, top:top + h, left:left + w], size=(crop, crop), mode="bilinear",
-                        align_corners=False)
-    if rng.uniform() < 0.5:
-        buf = buf.flip(-1)
-    mean = torch.tensor(MEAN).view(3, 1, 1, 1) * 255.0  # the official normalisation: out of place, two passes
-    std = torch.tensor(STD).view(3, 1, 1, 1) * 255.0
-    return (buf - mean) / std
 
 
 def augment_ratio(reps=20):
     frames = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (16, 256, 340, 3), dtype=np.uint8))
     ours = min(timed(lambda: augment_clip(frames, 224, (0.3, 1.0), (0.75, 1.35), np.random.default_rng(1)))[1]
                for _ in range(reps))
-    base = min(timed(lambda: official_augment(frames, 224, np.random.default_rng(1)))[1] for _ in range(reps))
+    base = min(timed(lambda: official_augment(frames, 224, (0.3, 1.0), (0.75, 1.35), np.random.default_rng(1)))[1]
+               for _ in range(reps))
     return base, ours
 
 
 def engine_step_times(csv: str, tmp: Path, steps: int = 16) -> dict:
     """Median step time of short runs: single (world 1) and ddp/fsdp (world 2), global batch 8 in all."""
-    torchrun = torchrun_executable()
     runs = {"single_w1": (1, ["data.batch_size=8"]), "ddp_w2": (2, ["data.batch_size=4", "distributed.engine=ddp"]),
             "fsdp_w2": (2, ["data.batch_size=4", "distributed.engine=fsdp"])}
     if importlib.util.find_spec("deepspeed") is not None:
@@ -109,8 +96,7 @@ def engine_step_times(csv: str, tmp: Path, steps: int = 16) -> dict:
         args = [str(ROOT / "launch/pretrain.py"), "--config", str(ROOT / "configs/pretrain/tiny_cpu.yaml")]
         for s in sets:
             args += ["--set", s]
-        cmd = [torchrun, "--standalone", f"--nproc_per_node={n}", *args] if n > 1 else [sys.executable, *args]
-        r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(2 // n)))
+        r = run_local(args, n, threads=2 // n)
         if r.returncode:
             raise RuntimeError(f"{name} failed:\n{r.stderr[-3000:]}")
         rows = list(csv_module.DictReader(open(folder / "jepa_r0.csv")))[4:]  # past the first interval (warm-up)

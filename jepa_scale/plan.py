@@ -1,13 +1,14 @@
-"""Memory planner: predicted per-GPU bytes of a V-JEPA run for each engine/stage and checkpointing choice.
+"""Memory planner: predicted per-GPU bytes of a JEPA run for each engine/stage and checkpointing choice.
 
     python -m jepa_scale.plan --config configs/pretrain/vith16_384.yaml --gpus 8 --gpu-mem-gb 80
 
 Model states follow the ZeRO accounting for mixed-precision Adam (16 bytes/param: bf16 params and grads, fp32
 master, m, v): DDP 16P; ZeRO-1 4P + 12P/N; ZeRO-2 and FSDP2 without resharding 2P + 14P/N; ZeRO-3 and FSDP2
-full sharding 16P/N plus the largest block gathered. The EMA target adds fp32 params, sharded like the encoder.
-Activations (bf16, flash/efficient attention so no N^2 workspace): ~34 bytes per token per channel per block of
-the context encoder and predictor, for the mean token counts of the config's masks; full checkpointing keeps each
-block's input (2 bytes per token per channel) plus one block's activations while it is recomputed.
+full sharding 16P/N plus the largest unit gathered. Frozen modules (the EMA target) add fp32 params, sharded
+like the rest. Activations (bf16, flash/efficient attention so no N^2 workspace): ~34 bytes per token per channel
+per unit of every forward that backpropagates (the recipe says which, for the mean token counts of the config's
+masks); full checkpointing keeps each unit's input (2 bytes per token per channel) plus one unit's activations
+while it is recomputed. The model set is built on the meta device through the config's recipe.
 """
 from __future__ import annotations
 
@@ -18,11 +19,10 @@ from dataclasses import dataclass
 import torch
 
 from jepa_scale.config import ConfigError, load_config
-from jepa_scale.masks import MultiBlockMasks
-from jepa_scale.models import build_encoder, build_predictor
+from jepa_scale.recipes import RECIPES
 
 GIB = 2 ** 30
-ACT_BYTES = 34  # per token per channel per block, bf16 (scale.md)
+ACT_BYTES = 34  # per token per channel per block, bf16: the saved tensors of a pre-norm transformer block
 
 
 @dataclass(frozen=True)
@@ -40,52 +40,62 @@ class Plan:
         return self.params + self.grads + self.optimizer + self.ema + self.activations
 
 
-def model_sizes(cfg):
+@dataclass(frozen=True)
+class Sizes:
+    trainable: int  # parameters the optimizer updates
+    frozen: int  # parameters of frozen modules (the EMA target)
+    largest_unit: int  # parameters of the largest shard unit (what ZeRO-3 / FSDP gathers at once)
+
+
+def model_sizes(recipe) -> tuple[dict, Sizes]:
+    """The recipe's modules on the meta device (shapes only) and their parameter counts."""
     with torch.device("meta"):
-        enc = build_encoder(cfg)
-        pred = build_predictor(cfg, enc)
-    count = lambda m: sum(p.numel() for p in m.parameters() if p.requires_grad)  # noqa: E731
-    largest_block = max(sum(p.numel() for p in b.parameters()) for b in list(enc.blocks) + list(pred.predictor_blocks))
-    return enc, pred, count(enc), count(pred), largest_block
+        model_set = recipe.build_models()
+    def count(modules, only_trained=False):
+        return sum(p.numel() for m in modules for p in m.parameters() if p.requires_grad or not only_trained)
+
+    units = [u for m in model_set.all().values() for u in m.shard_units()]
+    sizes = Sizes(trainable=count(model_set.trainable.values(), only_trained=True),
+                  frozen=count(model_set.frozen.values()), largest_unit=max(count([u]) for u in units))
+    return model_set.all(), sizes
 
 
-def mean_tokens(cfg, batches: int = 20) -> list[tuple[float, float]]:
-    d = cfg.data
-    masks = MultiBlockMasks(cfg.mask, d.crop_size, d.num_frames, d.patch_size, d.tubelet_size)
+def mean_tokens(cfg, recipe, batches: int = 20) -> list[tuple[float, float]]:
+    """Mean (context, target) token counts per mask configuration of the recipe's video masks."""
+    masks = recipe.mask_fns()["video"]
     sums = [[0.0, 0.0] for _ in cfg.mask]
     for j in range(batches):
-        ctx, tgt = masks(d.batch_size, j, j)
+        ctx, tgt = masks(cfg.data.batch_size, j, j)
         for i, (c, t) in enumerate(zip(ctx, tgt)):
             sums[i][0] += c.shape[1] / batches
             sums[i][1] += t.shape[1] / batches
     return [tuple(s) for s in sums]
 
 
-def activation_bytes(enc, pred, tokens, batch: int, checkpointing: bool) -> float:
-    d_e, d_p = enc.embed_dim, pred.predictor_embed.out_features
-    per_block = [(k_ctx, d_e, len(enc.blocks)) for k_ctx, _ in tokens] + \
-                [(k_ctx + k_tgt, d_p, len(pred.predictor_blocks)) for k_ctx, k_tgt in tokens]
+def activation_bytes(modules: dict, sequences: list[tuple[str, float]], batch: int, checkpointing: bool) -> float:
+    per_unit = [(n, modules[name].width, len(modules[name].shard_units())) for name, n in sequences]
     if not checkpointing:
-        return batch * sum(n * d * ACT_BYTES * depth for n, d, depth in per_block)
-    kept = batch * sum(n * d * 2 * depth for n, d, depth in per_block)
-    return kept + batch * max(n * d * ACT_BYTES for n, d, _ in per_block)  # one block being recomputed
+        return batch * sum(n * d * ACT_BYTES * depth for n, d, depth in per_unit)
+    kept = batch * sum(n * d * 2 * depth for n, d, depth in per_unit)
+    return kept + batch * max(n * d * ACT_BYTES for n, d, _ in per_unit)  # one unit being recomputed
 
 
 def plan(cfg, gpus: int) -> list[Plan]:
-    enc, pred, p_enc, p_pred, largest = model_sizes(cfg)
-    P, N = p_enc + p_pred, gpus
-    tokens = mean_tokens(cfg)
-    # (name, params, grads, optimizer, EMA target fp32)
+    recipe = RECIPES.get(cfg.app)(cfg)
+    modules, s = model_sizes(recipe)
+    P, N, largest = s.trainable, gpus, s.largest_unit
+    sequences = recipe.trained_sequences(mean_tokens(cfg, recipe))
+    # (name, params, grads, optimizer, frozen modules in fp32)
     states = [
-        ("ddp", 2 * P, 2 * P, 12 * P, 4 * p_enc),
-        ("zero1", 2 * P, 2 * P, 12 * P / N, 4 * p_enc),
-        ("zero2 / fsdp no-reshard", 2 * P, 2 * P / N, 12 * P / N, 4 * p_enc),
-        ("zero3 / fsdp full", 2 * P / N + 2 * 2 * largest, 2 * P / N + 2 * largest, 12 * P / N, 4 * p_enc / N),
+        ("ddp", 2 * P, 2 * P, 12 * P, 4 * s.frozen),
+        ("zero1", 2 * P, 2 * P, 12 * P / N, 4 * s.frozen),
+        ("zero2 / fsdp no-reshard", 2 * P, 2 * P / N, 12 * P / N, 4 * s.frozen),
+        ("zero3 / fsdp full", 2 * P / N + 2 * 2 * largest, 2 * P / N + 2 * largest, 12 * P / N, 4 * s.frozen / N),
     ]
     out = []
     for name, params, grads, opt, ema in states:
         for ckpt in (False, True):
-            act = activation_bytes(enc, pred, tokens, cfg.data.batch_size, ckpt)
+            act = activation_bytes(modules, sequences, cfg.data.batch_size, ckpt)
             out.append(Plan(name, "full" if ckpt else "none", params, grads, opt, ema, act))
     return out
 
@@ -114,11 +124,11 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    _, _, p_enc, p_pred, _ = model_sizes(cfg)
+    _, sizes = model_sizes(RECIPES.get(cfg.app)(cfg))
     d = cfg.data
-    print(f"{a.config}: {cfg.model.model_name} ({p_enc / 1e6:.1f}M) + predictor ({p_pred / 1e6:.1f}M), "
-          f"{d.num_frames}x{d.crop_size}px, {d.batch_size} clips per GPU, {a.gpus} GPUs of {a.gpu_mem_gb:g} GB; "
-          f"GiB per GPU:")
+    print(f"{a.config}: {cfg.app} {cfg.model.model_name}, {sizes.trainable / 1e6:.1f}M trained + "
+          f"{sizes.frozen / 1e6:.1f}M frozen parameters, {d.num_frames}x{d.crop_size}px, {d.batch_size} clips per GPU, "
+          f"{a.gpus} GPUs of {a.gpu_mem_gb:g} GB; GiB per GPU:")
     print(format_table(plan(cfg, a.gpus), a.gpu_mem_gb))
     return 0
 

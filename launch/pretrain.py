@@ -4,7 +4,8 @@ import logging
 import sys
 
 from jepa_scale.config import ConfigError, load_config
-from jepa_scale.train.loop import NonFiniteTraining, train
+from jepa_scale.tasks import NonFiniteTraining
+from jepa_scale.trainer import train
 
 
 def main(argv=None) -> int:

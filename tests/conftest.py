@@ -12,6 +12,14 @@ SHARED = ROOT.parent / "shared"  # exists in this workplace and CI, not on users
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+def vjepa_models(cfg):
+    """(encoder, predictor, target encoder) as the V-JEPA recipe builds them."""
+    from jepa_scale.recipes.vjepa import VJEPA
+
+    models = VJEPA(cfg).build_models()
+    return models.trainable["encoder"], models.trainable["predictor"], models.frozen["target_encoder"]
+
+
 def tiny_raw(csv: str | None, folder: str, **sections) -> dict:
     """A very small pretraining config (4x4 patches, 4 frames) as a raw dict; sections override keys."""
     raw = {

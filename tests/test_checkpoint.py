@@ -4,12 +4,11 @@ import pytest
 import torch
 
 import jepa_scale
-from jepa_scale.checkpoint import (CheckpointError, atomic_save, load_strict, pretrain_checkpoint, read_checkpoint,
+from jepa_scale.checkpoint import (CheckpointError, atomic_save, load_strict, official_checkpoint, read_checkpoint,
                                    strip_prefix)
 from jepa_scale.config import load_config
-from jepa_scale.train.loop import build_models
-from jepa_scale.train.optim import make_optimizer
-from tests.conftest import tiny_raw
+from jepa_scale.recipes.vjepa import VJEPA
+from tests.conftest import tiny_raw, vjepa_models
 from tests.reference_vjepa import RefEncoder, RefPredictor, randomise
 
 
@@ -47,10 +46,11 @@ def test_official_checkpoint_loads_and_matches_reference_outputs(tmp_path, cfg):
 
 
 def test_our_checkpoint_uses_official_layout_and_loads_back_bit_exactly(tmp_path, cfg):
-    enc, pred, tgt = build_models(cfg)
-    opt = make_optimizer(enc, pred)
-    ckpt = pretrain_checkpoint(enc.state_dict(), pred.state_dict(), tgt.state_dict(), opt.state_dict(), epoch=1,
-                               loss=0.3, batch_size=4, world_size=1, lr=1e-3, extra={"step": 4})
+    enc, pred, tgt = vjepa_models(cfg)
+    opt = VJEPA(cfg).optimizer({"encoder": enc, "predictor": pred})
+    ckpt = official_checkpoint({"encoder": enc.state_dict(), "predictor": pred.state_dict(),
+                                "target_encoder": tgt.state_dict()}, opt.state_dict(), epoch=1, loss=0.3, batch_size=4,
+                               world_size=1, lr=1e-3, extra={"step": 4})
     path = tmp_path / "ours.pth.tar"
     atomic_save(ckpt, path)
     raw = torch.load(path, weights_only=True)
@@ -71,7 +71,7 @@ def test_our_checkpoint_uses_official_layout_and_loads_back_bit_exactly(tmp_path
 
 
 def test_mismatches_are_listed_never_skipped(tmp_path, cfg):
-    enc, pred, tgt = build_models(cfg)
+    enc, pred, tgt = vjepa_models(cfg)
     sd = enc.state_dict()
     sd.pop("norm.bias")
     sd["blocks.0.extra"] = torch.zeros(1)

@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from jepa_scale.data import ClipLoader, DataError, DataStream, PyAVDecoder, VideoBatches, VideoError, VideoRecord
 from jepa_scale.data.augment import MEAN, STD, augment_clip, crop_params
 from jepa_scale.data.csv_source import read_video_csv, read_video_lists
 from jepa_scale.data.messy_videos import frame_index, make_corpus, write_csv
+from jepa_scale.data.official_augment import official_augment
 from jepa_scale.data.sampling import clip_indices
 
 
@@ -103,13 +103,7 @@ def test_uint8_path_equals_the_official_float_path_within_one_level():
     frames = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (4, 90, 120, 3), dtype=np.uint8))
     for seed in range(5):
         ours = augment_clip(frames, 48, (0.3, 1.0), (0.75, 1.35), np.random.default_rng(seed))
-        rng = np.random.default_rng(seed)  # the official order: float32 at source size, crop, resize, flip, normalise
-        top, left, h, w = crop_params(90, 120, (0.3, 1.0), (0.75, 1.35), rng)
-        buf = frames.float().permute(3, 0, 1, 2)[:, :, top:top + h, left:left + w]
-        buf = F.interpolate(buf, size=(48, 48), mode="bilinear", align_corners=False)
-        if rng.uniform() < 0.5:
-            buf = buf.flip(-1)
-        ref = (buf - torch.tensor(MEAN).view(3, 1, 1, 1) * 255) / (torch.tensor(STD).view(3, 1, 1, 1) * 255)
+        ref = official_augment(frames, 48, (0.3, 1.0), (0.75, 1.35), np.random.default_rng(seed))
         assert (ours - ref).abs().max() <= 1.01 / (255 * min(STD))
 
 
@@ -154,14 +148,37 @@ def test_header_that_overstates_length_resamples_inside_the_real_frames(corpus, 
 
 # -- batches and the stream
 
+def video_masks(cfg):
+    from jepa_scale.masks import MultiBlockMasks
+
+    return {"video": MultiBlockMasks.for_video(cfg)}
+
+
 def test_batches_are_a_function_of_seed_and_position(tiny_cfg):
     cfg = tiny_cfg()
-    a, b = VideoBatches([read_video_lists(cfg.data.datasets)], cfg, seed=3), None
-    b = VideoBatches([read_video_lists(cfg.data.datasets)], cfg, seed=3)
+    a = VideoBatches([read_video_lists(cfg.data.datasets)], cfg, seed=3, mask_fns=video_masks(cfg))
+    b = VideoBatches([read_video_lists(cfg.data.datasets)], cfg, seed=3, mask_fns=video_masks(cfg))
     x, y = a[5], b[5]
-    assert torch.equal(x.clips, y.clips) and all(torch.equal(p, q) for p, q in zip(x.masks_ctx, y.masks_ctx))
-    assert x.clips.shape == (4, 3, 4, 64, 64) and len(x.masks_ctx) == 2
-    assert not torch.equal(a[6].clips, x.clips)
+    assert torch.equal(x.inputs["video"], y.inputs["video"])
+    assert all(torch.equal(p, q) for p, q in zip(x.masks["video"].context, y.masks["video"].context))
+    assert x.inputs["video"].shape == (4, 3, 4, 64, 64) and len(x.masks["video"].context) == 2
+    assert not torch.equal(a[6].inputs["video"], x.inputs["video"])
+
+
+def test_masks_come_from_the_injected_functions_and_a_probe_batch_has_none(tiny_cfg):
+    cfg = tiny_cfg()
+    recs = [read_video_lists(cfg.data.datasets)]
+    calls = []
+
+    def fake(batch_size, batch_counter, seed):  # records what the data layer asks of a mask function
+        calls.append((batch_size, batch_counter, seed))
+        return video_masks(cfg)["video"](batch_size, batch_counter, seed)
+
+    masked = VideoBatches(recs, cfg, seed=3, mask_fns={"video": fake, "other": fake})[2]
+    probe = VideoBatches(recs, cfg, seed=3)[2]
+    assert set(masked.masks) == {"video", "other"} and probe.masks == {}
+    assert calls[0][:2] == (4, 2) and calls[0] == calls[1]  # one placement seed per micro-batch, all modalities
+    assert torch.equal(masked.inputs["video"], probe.inputs["video"])  # masks draw from their own generator
 
 
 def test_micro_batches_partition_each_global_batch_and_epochs_cover_every_video(tiny_cfg):
@@ -187,12 +204,12 @@ def test_bad_videos_are_skipped_and_reported(tiny_cfg, corpus, video_csv, tmp_pa
     write_csv(bad, mixed)
     mixed.write_text(mixed.read_text() + "\n".join(good[:4]) + "\n")
     cfg = tiny_cfg(data={"datasets": [str(mixed)], "batch_size": 8})
-    batch = VideoBatches([read_video_lists(cfg.data.datasets)], cfg, seed=0)[0]
-    assert batch.clips.shape[0] == 4 and len(batch.skipped) == 4
+    batch = VideoBatches([read_video_lists(cfg.data.datasets)], cfg, seed=0, mask_fns=video_masks(cfg))[0]
+    assert batch.inputs["video"].shape[0] == 4 and len(batch.skipped) == 4
     reasons = " | ".join(f"{s} -> {r}" for s, r in batch.skipped)
     for e in bad:
         assert str(e.path) in reasons and e.broken_reason in reasons
-    assert batch.masks_ctx[0].shape[0] == 4
+    assert batch.masks["video"].context[0].shape[0] == 4
 
 
 def test_stream_skips_batches_without_any_usable_video(tiny_cfg, corpus, tmp_path):
@@ -205,7 +222,7 @@ def test_stream_skips_batches_without_any_usable_video(tiny_cfg, corpus, tmp_pat
     consumed = range(got[-1].index + 1)
     good = {j: sum(i >= 9 for i in batches.sample_ids(j)) for j in consumed}
     assert [b.index for b in got] == [j for j in consumed if good[j]]
-    assert [b.clips.shape[0] for b in got] == [good[b.index] for b in got]
+    assert [b.size for b in got] == [good[b.index] for b in got]
     assert stream.empty_batches == sum(1 for j in consumed if not good[j]) > 0
     n_bad = 2 * len(consumed) - sum(good.values())
     assert stream.skipped["file too small"] == n_bad and stream.next_batch == got[-1].index + 1
@@ -218,14 +235,15 @@ def test_stream_resumes_at_the_same_batch(tiny_cfg, workers):
     cfg = tiny_cfg()
     recs = read_video_lists(cfg.data.datasets)
     whole = DataStream(VideoBatches([recs], cfg, seed=2), num_workers=workers)
-    expected = [next(whole).clips for _ in range(5)]
+    expected = [next(whole).inputs["video"] for _ in range(5)]
     first = DataStream(VideoBatches([recs], cfg, seed=2), num_workers=workers)
     for _ in range(3):
         next(first)
     state = first.state_dict()
     resumed = DataStream(VideoBatches([recs], cfg, seed=2), num_workers=workers)
     resumed.load_state_dict(state)
-    assert torch.equal(next(resumed).clips, expected[3]) and torch.equal(next(resumed).clips, expected[4])
+    assert torch.equal(next(resumed).inputs["video"], expected[3])
+    assert torch.equal(next(resumed).inputs["video"], expected[4])
 
 
 def test_too_few_videos_for_a_batch(tiny_cfg):

@@ -1,6 +1,5 @@
 """Several processes on this machine with the gloo backend, started by torchrun as a user would."""
 import csv
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jepa_scale.distributed.env import torchrun_executable
+from jepa_scale.launch.local import run_local, torchrun_executable
 from tests.conftest import ROOT, tiny_raw
 
 pytestmark = pytest.mark.slow
@@ -23,9 +22,7 @@ def launch(cfg_raw: dict, folder: Path, nproc: int, *overrides: str):
     args = ["launch/pretrain.py", "--config", str(cfg_file), "--set", f"logging.folder={folder}"]
     for o in overrides:
         args += ["--set", o]
-    cmd = [TORCHRUN, "--standalone", f"--nproc_per_node={nproc}", *args] if nproc > 1 else [sys.executable, *args]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    r = run_local(args, nproc, cwd=ROOT, timeout=300, threads=1)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
 
 

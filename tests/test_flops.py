@@ -3,27 +3,24 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from jepa_scale.config import load_config
-from jepa_scale.monitor.flops import ViTShape, vit_forward, vjepa_step
-from jepa_scale.train.loop import build_models
-from jepa_scale.train.objective import jepa_loss, predict, target_features
-from tests.conftest import tiny_raw
-
-
-def shapes(enc, pred):
-    return (ViTShape(enc.embed_dim, len(enc.blocks), enc.blocks[0].mlp.fc1.out_features),
-            ViTShape(pred.predictor_embed.out_features, len(pred.predictor_blocks),
-                     pred.predictor_blocks[0].mlp.fc1.out_features))
+from jepa_scale.models import VisionTransformer, preset_arch
+from jepa_scale.monitor.flops import jepa_step
+from jepa_scale.recipes.objective import jepa_loss, predict, target_features
+from tests.conftest import tiny_raw, vjepa_models
 
 
 def test_vit_h_384_forward_matches_the_reference():
-    # scale.md: ViT-H/16 at 16x384x384 (N = 4608) is 9.30 TFLOP forward per clip
-    assert vit_forward(4608, ViTShape(1280, 32, 5120), 2, 16) / 1e12 == pytest.approx(9.30, abs=0.01)
+    # the reference figure: ViT-H/16 at 16x384x384 (N = 4608) is 9.30 TFLOP forward per clip
+    with torch.device("meta"):
+        vit = VisionTransformer(img_size=384, num_frames=16, **preset_arch("vit_huge"))
+    assert vit.num_patches == 4608
+    assert (vit.embed_flops() + vit.units_flops(4608)) / 1e12 == pytest.approx(9.30, abs=0.01)
 
 
 @pytest.mark.parametrize("backend", ["sdpa", "math"])
 def test_analytic_step_agrees_with_flop_counter(tmp_path, backend):
     cfg = load_config(raw=tiny_raw(None, str(tmp_path), model={"attention": backend}))
-    enc, pred, tgt = build_models(cfg)
+    enc, pred, tgt = vjepa_models(cfg)
     B, g = 2, torch.Generator().manual_seed(0)
     x = torch.randn(B, 3, 4, 64, 64)
     perm = torch.stack([torch.randperm(32, generator=g) for _ in range(B)])
@@ -34,17 +31,16 @@ def test_analytic_step_agrees_with_flop_counter(tmp_path, backend):
         targets, _ = target_features(tgt, x, masks_tgt)
         loss = jepa_loss(predict(enc, pred, x, masks_ctx, masks_tgt), targets)
         loss.backward()
-    e, p = shapes(enc, pred)
     # torch 2.13's FlopCounterMode has no formula for the CPU flash-attention kernel behind SDPA: it counts its
     # attention products as 0, so on CPU with sdpa the comparable count leaves them out
     counted_attention = backend == "math"
-    analytic = vjepa_step(32, [(10, 22), (3, 29)], e, p, tubelet=2, patch=16, attention=counted_attention)
+    analytic = jepa_step(enc, pred, [(10, 22), (3, 29)], attention=counted_attention)
     assert analytic["total"] * B == pytest.approx(counter.get_total_flops(), rel=0.02)
 
 
 def test_peak_table_and_training_scalars(tiny_cfg):
     from jepa_scale.monitor.device_peak import peak_tflops
-    from jepa_scale.train.loop import train
+    from jepa_scale.trainer import train
     import csv
 
     assert peak_tflops("NVIDIA H100 80GB HBM3") == 989 and peak_tflops("NVIDIA H100 PCIe") == 756
@@ -63,7 +59,7 @@ def test_metrics_turn_step_flops_into_tflops_and_mfu(tmp_path):
 
     from jepa_scale.monitor.metrics import Metrics
 
-    m = Metrics(tmp_path, "t", tensorboard=False, log_freq=2, samples_per_step=4, tokens_per_sample=10,
+    m = Metrics(tmp_path, "t", ("loss", "lr", "wd", "momentum"), tensorboard=False, log_freq=2, samples_per_step=4, tokens_per_sample=10,
                 peak_tflops=100.0)
     for step, flops in ((0, 3e12), (1, 5e12)):
         m.log(step, 0, {"loss": torch.tensor(1.0)}, {"lr": 0.1, "wd": 0.0, "momentum": 0.9, "flops": flops})
@@ -76,17 +72,15 @@ def test_metrics_turn_step_flops_into_tflops_and_mfu(tmp_path):
 
 
 def test_every_k_checkpointing_and_its_recompute_flops(tmp_path):
-    from jepa_scale.monitor.flops import StepFlops
-
     cfg = load_config(raw=tiny_raw(None, str(tmp_path), model={"depth": 4, "pred_depth": 2},
                                    distributed={"activation_checkpointing": "every_k", "checkpoint_every": 2}))
-    enc, pred, _ = build_models(cfg)
-    assert [b.checkpoint for b in enc.blocks] == [True, False, True, False]
-    e, p = shapes(enc, pred)
-    with_half = vjepa_step(32, [(10, 22)], e, p, 2, 16, recompute_encoder=0.5, recompute_predictor=0.5)
-    without = vjepa_step(32, [(10, 22)], e, p, 2, 16)
+    enc, pred, _ = vjepa_models(cfg)
+    assert [b.checkpoint for b in enc.shard_units()] == [True, False, True, False]
+    assert enc.recompute_fraction() == pred.recompute_fraction() == 0.5
+    with_half = jepa_step(enc, pred, [(10, 22)])
+    enc.set_activation_checkpointing(0)
+    pred.set_activation_checkpointing(0)
+    without = jepa_step(enc, pred, [(10, 22)])
     # half of the blocks run their forward once more
-    from jepa_scale.monitor.flops import blocks_forward
-    extra = 0.5 * (blocks_forward(10, e) + blocks_forward(32, p))
+    extra = 0.5 * (enc.units_flops(10) + pred.units_flops(32))
     assert with_half["total"] - without["total"] == pytest.approx(extra)
-    assert StepFlops(enc, pred).recompute == (0.5, 0.5)

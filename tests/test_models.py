@@ -5,7 +5,7 @@ import torch
 
 from jepa_scale.models import PRESETS, Predictor, VisionTransformer, attention, preset_arch
 from jepa_scale.models.pos_embed import sincos_2d, sincos_3d
-from jepa_scale.train.optim import reinit_like_v1_train
+from jepa_scale.recipes.vjepa import reinit_like_v1_train
 from tests.reference_vjepa import RefEncoder, RefPredictor, np_sincos_2d, np_sincos_3d, randomise
 
 
@@ -141,13 +141,12 @@ def test_mask_tokens_zero_initialised_and_not_full_length():
 
 def test_activation_checkpointing_gives_the_same_gradients_and_recomputes(tmp_path):
     from jepa_scale.config import load_config
-    from jepa_scale.train.loop import build_models
-    from jepa_scale.train.objective import jepa_loss, predict, target_features
-    from tests.conftest import tiny_raw
+    from jepa_scale.recipes.objective import jepa_loss, predict, target_features
+    from tests.conftest import tiny_raw, vjepa_models
 
     def grads(checkpointing):
         cfg = load_config(raw=tiny_raw(None, str(tmp_path), model={"use_activation_checkpointing": checkpointing}))
-        enc, pred, tgt = build_models(cfg)
+        enc, pred, tgt = vjepa_models(cfg)
         calls = []
         enc.blocks[0].attn.register_forward_pre_hook(lambda *a: calls.append(1))  # recompute stops early: a pre-hook
         x = torch.randn(2, 3, 4, 64, 64, generator=torch.Generator().manual_seed(0))

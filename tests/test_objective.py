@@ -2,10 +2,10 @@ import pytest
 import torch
 
 from jepa_scale.config import load_config
-from jepa_scale.train.loop import build_models
-from jepa_scale.train.objective import jepa_loss, std_regulariser, target_features
-from jepa_scale.train.optim import make_optimizer, param_groups, set_lr_wd
-from tests.conftest import tiny_raw
+from jepa_scale.optim import set_lr_wd
+from jepa_scale.recipes.objective import jepa_loss, std_regulariser, target_features
+from jepa_scale.recipes.vjepa import VJEPA, param_groups
+from tests.conftest import tiny_raw, vjepa_models
 
 
 def test_loss_is_l1_averaged_over_mask_configs():
@@ -37,7 +37,7 @@ def test_std_regulariser_penalises_collapse():
 
 def test_param_groups_follow_the_official_rule(tmp_path):
     cfg = load_config(raw=tiny_raw(None, str(tmp_path)))
-    enc, pred, _ = build_models(cfg)
+    enc, pred, _ = vjepa_models(cfg)
     groups = param_groups(enc, pred)
     name_of = {id(p): n for m in (enc, pred) for n, p in m.named_parameters()}
     names = [[name_of[id(p)] for p in g["params"]] for g in groups]
@@ -47,7 +47,7 @@ def test_param_groups_follow_the_official_rule(tmp_path):
     assert "predictor_norm.weight" in names[3] and groups[2]["WD_exclude"] and groups[3]["weight_decay"] == 0
     all_params = {id(p) for m in (enc, pred) for p in m.parameters()}
     assert sorted(id(p) for g in groups for p in g["params"]) == sorted(all_params)
-    opt = make_optimizer(enc, pred)
+    opt = VJEPA(cfg).optimizer({"encoder": enc, "predictor": pred})
     set_lr_wd(opt, 1e-3, 0.3)
     assert [g["weight_decay"] for g in opt.param_groups] == [0.3, 0.3, 0.0, 0.0]
     assert all(g["lr"] == 1e-3 for g in opt.param_groups) and opt.defaults["betas"] == (0.9, 0.999)

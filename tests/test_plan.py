@@ -5,6 +5,7 @@ import pytest
 
 from jepa_scale.config import load_config
 from jepa_scale.plan import main, model_sizes, plan
+from jepa_scale.recipes import RECIPES
 from tests.conftest import ROOT
 
 
@@ -14,15 +15,15 @@ def states(p):
 
 def test_states_follow_the_zero_accounting_and_the_reference_numbers():
     cfg = load_config(ROOT / "configs/pretrain/vith16_384.yaml")
-    _, _, p_enc, p_pred, largest = model_sizes(cfg)
-    P = p_enc + p_pred
+    _, sizes = model_sizes(RECIPES.get(cfg.app)(cfg))
+    P, largest = sizes.trainable, sizes.largest_unit
     plans = {(p.engine, p.checkpointing): p for p in plan(cfg, gpus=8)}
     ddp, z1 = plans[("ddp", "none")], plans[("zero1", "none")]
     z2, z3 = plans[("zero2 / fsdp no-reshard", "none")], plans[("zero3 / fsdp full", "none")]
     assert states(ddp) == 16 * P and states(z1) == pytest.approx(4 * P + 12 * P / 8)
     assert states(z2) == pytest.approx(2 * P + 14 * P / 8)
     assert states(z3) == pytest.approx(16 * P / 8 + 6 * largest)
-    # scale.md: ViT-H + predictor ~10.5 GB of states unsharded, ~1.3 GB per GPU under ZeRO-3 over 8
+    # the reference figures: ViT-H + predictor ~10.5 GB of states unsharded, ~1.3 GB per GPU under ZeRO-3 over 8
     assert states(ddp) / 1e9 == pytest.approx(10.5, rel=0.02)
     assert states(z3) / 1e9 == pytest.approx(1.3, rel=0.1)
     assert z3.ema == pytest.approx(ddp.ema / 8)  # the target is sharded like the encoder

@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from jepa_scale.config import load_config
-from jepa_scale.train.ema import ema_update
-from jepa_scale.train.schedules import Schedules
+from jepa_scale.optim import Schedules, ema_update
 from tests.conftest import ROOT
 
 

@@ -15,7 +15,7 @@ from jepa_scale.data.shards.make import make_shards
 from jepa_scale.data.shards.source import read_shard_datasets
 from jepa_scale.data.shards.transcode import TranscodeOptions
 from jepa_scale.data.sources import open_datasets
-from jepa_scale.train.loop import train
+from jepa_scale.trainer import train
 from tests.conftest import ROOT, tiny_raw
 
 OPTS = TranscodeOptions(short_side=48, min_frames=8)

@@ -9,8 +9,8 @@ import torch
 from jepa_scale.checkpoint import read_checkpoint
 from jepa_scale.config import load_config
 from jepa_scale.data.messy_videos import make_corpus, write_csv
-from jepa_scale.train.loop import Trainer, train
-from jepa_scale.train.schedules import Schedules
+from jepa_scale.optim import Schedules
+from jepa_scale.trainer import Trainer, train
 from tests.conftest import ROOT, tiny_raw
 
 pytestmark = pytest.mark.slow
@@ -85,12 +85,13 @@ def test_ema_target_and_clipping_schedule(tiny_cfg):
     clips = []
     original = trainer.engine.step
     trainer.engine.step = lambda clip, loss: (clips.append(clip), original(clip, loss))[1]
-    enc, tgt = trainer.engine.encoder, trainer.engine.target
+    enc, tgt = trainer.engine.models["encoder"], trainer.engine.models["target_encoder"]
     before = [p.detach().clone() for p in tgt.parameters()]
     batch = next(trainer.streams[0])
-    trainer.train_step([batch], 1e-3, 0.04, 0.9, None)
+    trainer.task.train_step(0, [batch])
+    m = cfg.optimization.ema[0]  # the momentum of step 0
     for b, t, e in zip(before, tgt.parameters(), enc.parameters()):
-        assert torch.allclose(t, 0.9 * b + 0.1 * e, atol=1e-6)
+        assert torch.allclose(t, m * b + (1 - m) * e, atol=1e-6)
     trainer.run()
     # ipe 4, warmup 1: the official loop clips once epoch > warmup, i.e. from step 8
     assert clips[1:] == [None] * 8 + [10.0] * 2
@@ -131,7 +132,7 @@ class PoisonedStream:
     def __next__(self):
         batch = next(self.stream)
         if self.n in self.bad_steps:
-            batch.clips = torch.full_like(batch.clips, float("nan"))
+            batch.inputs["video"] = torch.full_like(batch.inputs["video"], float("nan"))
         self.n += 1
         return batch
 
@@ -142,27 +143,27 @@ class PoisonedStream:
 def test_a_non_finite_step_is_skipped_without_touching_the_model(tiny_cfg):
     trainer = Trainer(tiny_cfg(optimization={"max_steps": 4}, logging={"log_freq": 1}))
     trainer.streams = [PoisonedStream(trainer.streams[0], bad_steps={2})]
-    e = trainer.engine
+    enc, tgt = trainer.engine.modules["encoder"], trainer.engine.modules["target_encoder"]
     snapshots = []
-    original = trainer.train_step
+    original = trainer.task.train_step
 
     def step_and_snapshot(*a):
         out = original(*a)
-        snapshots.append(([p.detach().clone() for p in e.encoder.parameters()],
-                          [p.detach().clone() for p in e.target.parameters()]))
+        snapshots.append(([p.detach().clone() for p in enc.parameters()],
+                          [p.detach().clone() for p in tgt.parameters()]))
         return out
-    trainer.train_step = step_and_snapshot
+    trainer.task.train_step = step_and_snapshot
     trainer.run()
     (enc1, tgt1), (enc2, tgt2), (enc3, _) = snapshots[1], snapshots[2], snapshots[3]
     assert all(torch.equal(a, b) for a, b in zip(enc1, enc2)) and all(torch.equal(a, b) for a, b in zip(tgt1, tgt2))
     assert not all(torch.equal(a, b) for a, b in zip(enc2, enc3))  # training goes on after the bad step
-    log = rows(Path(trainer.folder) / "jepa_r0.csv")
+    log = rows(trainer.checkpointer.folder / "jepa_r0.csv")
     assert [float(r["skipped_steps"]) for r in log] == [0, 0, 1, 1]
-    assert all(torch.isfinite(p).all() for p in e.optimizer.state[next(e.encoder.parameters())].values())
+    assert all(torch.isfinite(p).all() for p in trainer.engine.optimizer.state[next(enc.parameters())].values())
 
 
 def test_persistent_non_finite_steps_stop_the_run(tiny_cfg):
-    from jepa_scale.train.loop import NonFiniteTraining
+    from jepa_scale.tasks import NonFiniteTraining
 
     trainer = Trainer(tiny_cfg(optimization={"max_steps": 12, "max_nonfinite_steps": 3}, logging={"log_freq": 2}))
     trainer.streams = [PoisonedStream(trainer.streams[0], bad_steps=range(1, 12))]
@@ -177,7 +178,7 @@ def test_compiled_blocks_train_like_eager_ones(tiny_cfg):
     compiled = tiny_cfg(optimization={"max_steps": 2}, logging={"folder": str(Path(tiny_cfg().logging.folder) / "c")},
                         distributed={"compile": True, "compile_backend": "aot_eager"})
     trainer = Trainer(compiled)
-    assert trainer.engine.modules()[0].blocks[0]._compiled_call_impl is not None
+    assert trainer.engine.modules["encoder"].shard_units()[0]._compiled_call_impl is not None
     out = trainer.run()
     assert out["loss"] == pytest.approx(eager["loss"], rel=1e-4)
     assert [k for k in read_checkpoint(out["checkpoint"])["encoder"]][:2] == \

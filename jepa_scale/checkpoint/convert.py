@@ -10,10 +10,10 @@ from pathlib import Path
 import torch
 import yaml
 
-from jepa_scale.checkpoint.official import CheckpointError, atomic_save, pretrain_checkpoint, read_checkpoint
+from jepa_scale.checkpoint.official import CheckpointError, atomic_save, official_checkpoint, read_checkpoint
 from jepa_scale.checkpoint.sharded import EXTRA, latest_checkpoint
 
-OFFICIAL_KEYS = ("encoder", "predictor", "target_encoder", "opt", "epoch")
+RUN_KEYS = ("opt", "epoch")  # besides the modules, which the run's recipe names
 
 
 def _write_tag(run_dir: Path) -> str:
@@ -43,14 +43,18 @@ def _export_deepspeed(root: Path, tag: str, out) -> Path:
     # ZeRO-1/2 keep frozen parameters (the EMA target) whole in the module state, not in the partitions
     for name, value in (states.get("module") or {}).items():
         full.setdefault(name, value.float())
-    parts = {k: {n[len(k) + 1:]: v for n, v in full.items() if n.startswith(k + ".")}
-             for k in ("encoder", "predictor", "target")}
-    extra = states["jepa_scale"]
-    ckpt = pretrain_checkpoint(parts["encoder"], parts["predictor"], parts["target"], {}, epoch=extra["epoch"],
-                               loss=extra["loss"], batch_size=extra["batch_size"], world_size=extra["world_size"],
-                               lr=extra["lr"], extra={k: extra[k] for k in ("step", "data", "version")})
-    atomic_save(ckpt, out)
+    modules = {}  # the container's parameter names are "<module>.<name in the module>"
+    for name, value in full.items():
+        module, _, key = name.partition(".")
+        modules.setdefault(module, {})[key] = value
+    atomic_save(_with_run_state(modules, {}, states["jepa_scale"]), out)
     return Path(out)
+
+
+def _with_run_state(modules: dict, opt: dict, extra: dict) -> dict:
+    return official_checkpoint(modules, opt, epoch=extra["epoch"], loss=extra["loss"], batch_size=extra["batch_size"],
+                               world_size=extra["world_size"], lr=extra["lr"],
+                               extra={k: extra[k] for k in ("step", "data", "version")})
 
 
 def export_run(run_dir: str | Path, out: str | Path) -> Path:
@@ -74,12 +78,7 @@ def export_run(run_dir: str | Path, out: str | Path) -> Path:
         dcp_to_torch_save(str(sharded), str(flat))
         state = torch.load(flat, map_location="cpu", weights_only=True)
     extra = json.loads((sharded / EXTRA).read_text())
-    m = state["model"]
-    ckpt = pretrain_checkpoint(m["encoder"], m["predictor"], m["target_encoder"], _official_optimizer(state["optim"]),
-                               epoch=extra["epoch"], loss=extra["loss"], batch_size=extra["batch_size"],
-                               world_size=extra["world_size"], lr=extra["lr"],
-                               extra={k: extra[k] for k in ("step", "data", "version")})
-    atomic_save(ckpt, out)
+    atomic_save(_with_run_state(state["model"], _official_optimizer(state["optim"]), extra), out)
     return Path(out)
 
 
@@ -90,9 +89,9 @@ def import_checkpoint(src: str | Path, run_dir: str | Path) -> Path:
         raise CheckpointError(f"{run_dir} already has sharded checkpoints, which a resume would prefer: import into a "
                               f"new folder")
     ckpt = read_checkpoint(src)
-    missing = [k for k in OFFICIAL_KEYS if k not in ckpt]
+    missing = [k for k in RUN_KEYS if k not in ckpt]
     if missing:
-        raise CheckpointError(f"{src}: not a V-JEPA pretraining checkpoint (no {', '.join(missing)})")
+        raise CheckpointError(f"{src}: not a pretraining checkpoint (no {', '.join(missing)})")
     run_dir.mkdir(parents=True, exist_ok=True)
     dst = run_dir / f"{_write_tag(run_dir)}-latest.pth.tar"
     atomic_save(ckpt, dst)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import re
 import types
 import typing
@@ -11,7 +12,9 @@ from typing import Any
 
 import yaml
 
-from jepa_scale.config.schema import PretrainConfig
+from jepa_scale.config.schema import ignored_keys
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -127,8 +130,19 @@ def _apply_override(raw: dict, assignment: str):
             node = node[part]
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = (), raw: dict | None = None) -> PretrainConfig:
-    """Read a V-JEPA pretraining YAML (official or ours), apply `--set` overrides, check it; raise ConfigError."""
+def config_root(raw, builder: _Builder) -> type:
+    """The config class of the recipe the top-level `app` key names (each method owns its sections and keys)."""
+    from jepa_scale.recipes import RECIPES
+
+    app = raw.get("app", "vjepa") if isinstance(raw, dict) else "vjepa"
+    if app not in RECIPES:
+        builder.fail("app", RECIPES.unknown(app))
+    return RECIPES.get(app).config_class
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = (), raw: dict | None = None):
+    """Read a pretraining YAML (official or ours), apply `--set` overrides, check it against the config root of
+    its recipe (`app`); raise ConfigError naming the file, line and key."""
     source, lines = "<dict>", {}
     if path is not None:
         path = Path(path)
@@ -144,9 +158,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), raw: 
     for assignment in overrides:
         _apply_override(raw, assignment)
     builder = _Builder(source, lines)
-    cfg = builder.build(PretrainConfig, raw, "")
+    cfg = builder.build(config_root(raw, builder), raw, "")
     for key, msg in cfg.problems():
         builder.fail(key, msg)
+    for key, why in ignored_keys(raw):
+        log.info("%s: %s is ignored: %s", source, key, why)
     return cfg
 
 

@@ -1,25 +1,35 @@
-"""The unit that flows from the data layer to the training loop."""
+"""The unit that flows from the data layer to a task."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 
 
+class Masks(NamedTuple):
+    """Token indices of one modality: one LongTensor [B, K] per mask configuration."""
+    context: list[torch.Tensor]
+    target: list[torch.Tensor]
+
+
 @dataclass
 class Batch:
-    clips: torch.Tensor  # [B, 3, T, H, W] float32, normalised
+    inputs: dict[str, torch.Tensor]  # modality -> tensor, e.g. {"video": [B, 3, T, H, W] float32, normalised}
     labels: torch.Tensor  # [B]
-    masks_ctx: list[torch.Tensor]  # one LongTensor [B, K_ctx] per mask config
-    masks_tgt: list[torch.Tensor]  # one LongTensor [B, K_tgt] per mask config
     index: int  # global batch counter: the data position (resume restarts after it)
+    masks: dict[str, Masks] = field(default_factory=dict)  # modality -> masks; empty for a probe batch
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (video source and path, reason)
 
+    @property
+    def size(self) -> int:
+        return self.labels.shape[0]
+
     def pin_memory(self):
-        self.clips = self.clips.pin_memory()
+        self.inputs = {k: v.pin_memory() for k, v in self.inputs.items()}
         return self
 
     def to(self, device, non_blocking: bool = True) -> "Batch":
         move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
-        return Batch(move(self.clips), move(self.labels), [move(m) for m in self.masks_ctx],
-                     [move(m) for m in self.masks_tgt], self.index, self.skipped)
+        masks = {k: Masks([move(m) for m in v.context], [move(m) for m in v.target]) for k, v in self.masks.items()}
+        return Batch({k: move(v) for k, v in self.inputs.items()}, move(self.labels), self.index, masks, self.skipped)

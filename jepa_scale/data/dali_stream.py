@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 from jepa_scale.data.batch import Batch
-from jepa_scale.data.video_batches import batch_masks
-from jepa_scale.masks import MultiBlockMasks
+from jepa_scale.data.seeds import draw_masks
 
 
 class DaliStream:
-    def __init__(self, tars: list[str], cfg, seed: int, rank: int, world_size: int, device_id, pipelines: int = 1):
-        d = cfg.data
+    def __init__(self, tars: list[str], cfg, seed: int, rank: int, world_size: int, device_id, pipelines: int = 1,
+                 mask_fns: dict | None = None):
         self.cfg, self.tars, self.seed, self.rank, self.world_size = cfg, tars, seed, rank, world_size
         self.device_id, self.pipelines = device_id, pipelines
-        self.masks = MultiBlockMasks(cfg.mask, d.crop_size, d.num_frames, d.patch_size, d.tubelet_size)
+        self.mask_fns = mask_fns or {}
         self.next_batch = 0
         self.skipped: dict = {}  # shards hold only samples that decoded when they were made
         self._clips = None
@@ -38,9 +37,9 @@ class DaliStream:
             self._start()
         clips, labels = next(self._clips)
         j = self.next_batch
-        ctx, tgt = batch_masks(self.masks, clips.shape[0], self.seed, j, self.rank)
+        masks = draw_masks(self.mask_fns, clips.shape[0], self.seed, j, self.rank)
         self.next_batch += 1
-        return Batch(clips, labels, ctx, tgt, j)
+        return Batch({"video": clips}, labels, j, masks)
 
     def close(self):
         self._clips = None

@@ -6,6 +6,7 @@ import logging
 
 import torch
 
+from jepa_scale.config.schema import dali_unsupported
 from jepa_scale.data.csv_source import DataError, VideoRecord, read_video_lists
 from jepa_scale.data.shards.source import read_shard_datasets
 
@@ -35,13 +36,19 @@ def resolve_decoder(data_cfg) -> str:
             raise DataError("data.decoder=dali reads shards: set data.shards (see data_tools/make_shards.py)")
         return data_cfg.decoder
     dali = importlib.util.find_spec("nvidia") is not None and importlib.util.find_spec("nvidia.dali") is not None
-    return "dali" if data_cfg.shards and dali and torch.cuda.is_available() else "pyav"
+    if not (data_cfg.shards and dali and torch.cuda.is_available()):
+        return "pyav"
+    for key, why in dali_unsupported(data_cfg):
+        log.info("video decoding: PyAV, since DALI would not apply %s (%s)", key, why)
+        return "pyav"
+    return "dali"
 
 
-def open_streams(cfg, micro_indices: list[int], num_micro: int, device: torch.device, skip_report=None,
-                 decoder=None) -> list:
+def open_streams(cfg, micro_indices: list[int], num_micro: int, device: torch.device, mask_fns: dict | None = None,
+                 skip_report=None, decoder=None) -> list:
     """One data stream per micro-batch index of this rank (DaliStream or DataStream over VideoBatches), over
-    datasets read once. cfg.data.batch_size is the micro-batch size."""
+    datasets read once. cfg.data.batch_size is the micro-batch size; mask_fns (modality -> mask function) come
+    from the recipe."""
     from jepa_scale.data.stream import DataStream
     from jepa_scale.data.video_batches import VideoBatches
 
@@ -56,9 +63,9 @@ def open_streams(cfg, micro_indices: list[int], num_micro: int, device: torch.de
                         "(use data.decoder=pyav to mix by weight)", weights)
         tars = sorted({r.path for ds in datasets for r in ds})
         device_id = device.index or 0 if device.type == "cuda" else None
-        return [DaliStream(tars, cfg, cfg.meta.seed, m, num_micro, device_id, cfg.data.dali_pipelines)
+        return [DaliStream(tars, cfg, cfg.meta.seed, m, num_micro, device_id, cfg.data.dali_pipelines, mask_fns)
                 for m in micro_indices]
     return [DataStream(VideoBatches(datasets, cfg, seed=cfg.meta.seed, micro_index=m, num_micro=num_micro,
-                                    decoder=decoder, weights=weights),
+                                    decoder=decoder, weights=weights, mask_fns=mask_fns),
                        cfg.data.num_workers, device.type == "cuda", skip_report=skip_report)
             for m in micro_indices]

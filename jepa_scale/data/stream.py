@@ -63,7 +63,7 @@ class DataStream:
                 log.warning("skipped video %s: %s", source, reason)
                 if self._report:
                     self._report.write(f"{batch.index}\t{source}\t{reason}\n")
-            if batch.clips.numel():
+            if batch.size:
                 return batch
             self.empty_batches += 1
             log.warning("batch %d had no usable video; moving to the next batch", batch.index)

@@ -18,16 +18,9 @@ from jepa_scale.data.csv_source import DataError, VideoRecord
 from jepa_scale.data.pyav_decoder import PyAVDecoder, VideoError
 from jepa_scale.data.sample_order import SampleOrder
 from jepa_scale.data.sampling import clip_indices
-from jepa_scale.masks import MultiBlockMasks
+from jepa_scale.data.seeds import draw_masks, sample_rng
 
 log = logging.getLogger(__name__)
-
-
-def batch_masks(masks: MultiBlockMasks, batch_size: int, seed: int, j: int, micro_index: int):
-    """Masks of micro-batch `micro_index` of global batch j: block size from j (as the official collator), placement
-    from (seed, j, micro-batch)."""
-    placement_seed = int(np.random.default_rng([seed, j, micro_index, 1 << 20]).integers(1 << 62))
-    return masks(batch_size, j, placement_seed)
 
 
 class ClipLoader:
@@ -77,7 +70,7 @@ class VideoBatches(torch.utils.data.Dataset):
     """Map-style: item j is micro-batch `micro_index` of global batch j. Use with `batch_size=None`."""
 
     def __init__(self, datasets: list[list[VideoRecord]], cfg, seed: int, micro_index: int = 0, num_micro: int = 1,
-                 decoder=None, weights: list[float] | None = None):
+                 decoder=None, weights: list[float] | None = None, mask_fns: dict | None = None):
         d = cfg.data
         self.records = [r for ds in datasets for r in ds]
         self.seed = seed
@@ -89,7 +82,7 @@ class VideoBatches(torch.utils.data.Dataset):
             raise DataError(f"{len(self.records)} videos cannot fill one global batch of {self.global_batch} "
                             f"(data.batch_size={d.batch_size} x {num_micro} micro-batches)")
         self.clip_loader = ClipLoader(d, cfg.data_aug, decoder)
-        self.masks = MultiBlockMasks(cfg.mask, d.crop_size, d.num_frames, d.patch_size, d.tubelet_size)
+        self.mask_fns = mask_fns or {}  # modality -> mask function, injected by the recipe (none for a probe)
 
     def __len__(self):  # nominal; the stream is indexed by an unbounded batch counter
         return self.batches_per_epoch
@@ -102,14 +95,13 @@ class VideoBatches(torch.utils.data.Dataset):
         clips, labels, skipped = [], [], []
         for pos, i in enumerate(self.sample_ids(j)):
             rec = self.records[i]
-            rng = np.random.default_rng([self.seed, j, self.micro_index, pos])
+            rng = sample_rng(self.seed, j, self.micro_index, pos)
             try:
                 clips.append(self.clip_loader(rec, rng))
                 labels.append(rec.label)
             except VideoError as e:
                 skipped.append((f"{rec.source} {rec.path}", e.reason))
-        B = len(clips)
-        if B == 0:
-            return Batch(torch.empty(0), torch.empty(0, dtype=torch.long), [], [], j, skipped)
-        masks_ctx, masks_tgt = batch_masks(self.masks, B, self.seed, j, self.micro_index)
-        return Batch(torch.stack(clips), torch.tensor(labels), masks_ctx, masks_tgt, j, skipped)
+        if not clips:
+            return Batch({"video": torch.empty(0)}, torch.empty(0, dtype=torch.long), j, skipped=skipped)
+        masks = draw_masks(self.mask_fns, len(clips), self.seed, j, self.micro_index)
+        return Batch({"video": torch.stack(clips)}, torch.tensor(labels), j, masks, skipped)

@@ -1,8 +1,8 @@
 """DeepSpeed ZeRO stage 0-3 behind the engine interface (imported only when distributed.engine=deepspeed).
 
-The encoder, predictor and EMA target live in one module handed to deepspeed.initialize, so under ZeRO-3 the
-target is partitioned exactly like the encoder; it is frozen (not in the optimizer), runs forward only through
-DeepSpeed's gather hooks, and its EMA update works on each rank's own partitions (`ds_tensor`), never gathered.
+Every module of the model set lives in one container handed to deepspeed.initialize, so under ZeRO-3 a frozen EMA
+target is partitioned exactly like its source; it is not in the optimizer, runs forward only through DeepSpeed's
+gather hooks, and its EMA update works on each rank's own partitions (`ds_tensor`), never gathered.
 The optimizer is our fused torch AdamW (no JIT-compiled DeepSpeed Adam); its `found_inf` skips a non-finite step.
 """
 from __future__ import annotations
@@ -13,8 +13,7 @@ import torch
 import torch.nn as nn
 
 from jepa_scale.distributed.engine import ProcessGroupMixin, SingleEngine
-from jepa_scale.train.ema import ema_update
-from jepa_scale.train.optim import skip_next_step_if
+from jepa_scale.optim import ema_update, skip_next_step_if
 
 try:
     import deepspeed
@@ -23,15 +22,19 @@ except ImportError as e:  # pragma: no cover
                       "'deepspeed>=0.15' (make test does this)") from e
 
 
-class JEPAModules(nn.Module):
-    """The three models as one module for DeepSpeed; the loop calls the parts directly."""
+class Modules(nn.ModuleDict):
+    """The model set as one module for DeepSpeed; a task calls the parts directly."""
 
-    def __init__(self, encoder, predictor, target):
-        super().__init__()
-        self.encoder, self.predictor, self.target = encoder, predictor, target
+    def forward(self, *args, **kwargs):  # pragma: no cover - never called: a task calls the parts
+        raise RuntimeError("call the modules by name")
 
-    def forward(self, *args, **kwargs):  # pragma: no cover - never called: the loop calls the parts
-        raise RuntimeError("call .encoder, .predictor or .target")
+
+def _containers_without_forward(module: nn.Module):
+    """Parameters held in ParameterList/Dict containers (e.g. mask tokens): their container never runs forward, so
+    ZeRO-3 must gather them with the module that uses them."""
+    for sub in module.modules():
+        if isinstance(sub, (nn.ParameterList, nn.ParameterDict)):
+            yield from sub.parameters()
 
 
 def ds_config(stage: int, micro_batch: int, bf16: bool, offload_optimizer: bool) -> dict:
@@ -62,26 +65,26 @@ class DeepSpeedEngine(ProcessGroupMixin, SingleEngine):
         self._join_group()
         self.stage, self.micro_batch, self.offload = stage, micro_batch, offload_optimizer
 
-    def setup(self, encoder, predictor, target, optimizer_factory):
-        for p in target.parameters():
-            p.requires_grad_(False)
-        whole = JEPAModules(encoder, predictor, target).to(self.device)
-        optimizer = optimizer_factory(encoder, predictor)
+    def setup(self, model_set, optimizer_factory):
+        whole = Modules(model_set.all()).to(self.device)
+        optimizer = optimizer_factory(dict(whole))
         cfg = ds_config(self.stage, self.micro_batch, self.amp_dtype == torch.bfloat16, self.offload)
         self.ds, self.optimizer, _, _ = deepspeed.initialize(model=whole, optimizer=optimizer, config=cfg)
-        m = self.ds.module
-        if self.stage == 3:  # the mask tokens' own container never runs forward: gather them with the predictor's
-            for token in m.predictor.mask_tokens:
-                deepspeed.zero.register_external_parameter(m.predictor, token)
-        self.encoder, self.predictor, self.target = m.encoder, m.predictor, m.target
-        self._modules = (m.encoder, m.predictor, m.target)
+        placed = dict(self.ds.module)
+        if self.stage == 3:
+            for module in placed.values():
+                for p in _containers_without_forward(module):
+                    deepspeed.zero.register_external_parameter(module, p)
+        self.model_set = model_set.map(lambda name, _: placed[name])
+        self.modules = self.model_set.all()
+        self.models = dict(self.modules)
         self._base = _base_optimizer(self.optimizer)
 
     def backward(self, loss):
         self.ds.backward(loss, scale_wrt_gas=False)  # the loop already divides by its micro-batch count
 
     def step(self, clip_grad, loss):
-        # DeepSpeed computes the norm inside its step and clips globally (encoder and predictor together)
+        # DeepSpeed computes the norm inside its step and clips globally (all trainable modules together)
         if self.stage == 0:
             self.ds._config.gradient_clipping = clip_grad or 0.0
         else:
@@ -100,9 +103,11 @@ class DeepSpeedEngine(ProcessGroupMixin, SingleEngine):
 
     @torch.no_grad()
     def ema_update(self, momentum, apply=None):
-        ema_update(self._local(self.target), self._local(self.encoder), momentum, apply)
+        for target, source in self.model_set.ema:
+            ema_update(self._local(self.model_set.frozen[target]), self._local(self.model_set.trainable[source]),
+                       momentum, apply)
 
-    def load_parts(self, ckpt, source):
+    def load_state_dicts(self, ckpt, source):
         raise NotImplementedError(f"{source}: starting a DeepSpeed run from an official-layout file is not supported "
                                   f"yet; resume from the run's own checkpoints, or use the fsdp or ddp engine")
 

@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -54,8 +51,3 @@ def _no_deepspeed_shm_op():
     except ImportError:
         return
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
-
-
-def torchrun_executable() -> str | None:
-    """The torchrun of this Python's environment (a venv's bin), else the one on PATH."""
-    return shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")

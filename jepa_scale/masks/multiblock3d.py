@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from jepa_scale.data.batch import Masks
+
 MAX_REDRAWS = 1000
 
 
@@ -73,7 +75,13 @@ class MaskGenerator:
 
 
 class MultiBlockMasks:
-    """All mask configurations of a run; `__call__` gives one (context, target) pair per configuration."""
+    """All mask configurations of a run; `__call__` gives Masks with one (context, target) pair per
+    configuration. This is the mask function a recipe injects into the data layer."""
+
+    @classmethod
+    def for_video(cls, cfg) -> "MultiBlockMasks":
+        d = cfg.data
+        return cls(cfg.mask, d.crop_size, d.num_frames, d.patch_size, d.tubelet_size)
 
     def __init__(self, mask_cfgs, crop_size: int, num_frames: int, patch_size: int, tubelet_size: int):
         self.generators = [
@@ -85,4 +93,4 @@ class MultiBlockMasks:
     def __call__(self, batch_size: int, batch_counter: int, seed: int):
         g = torch.Generator().manual_seed(seed)
         pairs = [gen(batch_size, batch_counter, g) for gen in self.generators]
-        return [p[0] for p in pairs], [p[1] for p in pairs]
+        return Masks([p[0] for p in pairs], [p[1] for p in pairs])

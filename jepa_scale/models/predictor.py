@@ -5,16 +5,17 @@ import torch
 import torch.nn as nn
 
 from jepa_scale.models.pos_embed import sincos_2d, sincos_3d
+from jepa_scale.models.registry import attention_backend, checkpoint_every
 from jepa_scale.models.tokens import gather_tokens
-from jepa_scale.models.vit import Block, init_vit_weights, rescale_blocks
+from jepa_scale.models.vit import Block, BlockStack, init_vit_weights, rescale_blocks
 
 
-class Predictor(nn.Module):
+class Predictor(BlockStack, nn.Module):
     def __init__(self, img_size=224, patch_size=16, num_frames=16, tubelet_size=2, embed_dim=768,
                  predictor_embed_dim=384, depth=12, num_heads=12, mlp_ratio=4.0, uniform_power=False,
                  num_mask_tokens=2, zero_init_mask_tokens=True, attention="sdpa", init_std=0.02):
         super().__init__()
-        Dp = predictor_embed_dim
+        Dp = self.width = predictor_embed_dim
         self.is_video = num_frames > 1
         grid, depth_t = img_size // patch_size, num_frames // tubelet_size
         self.num_patches = grid * grid * (depth_t if self.is_video else 1)
@@ -33,9 +34,13 @@ class Predictor(nn.Module):
         init_vit_weights(self, init_std)
         rescale_blocks(self.predictor_blocks)
 
-    def set_attention_backend(self, backend: str):
-        for blk in self.predictor_blocks:
-            blk.attn.backend = backend
+    def _units(self):
+        return self.predictor_blocks
+
+    def io_flops(self, k_ctx: int, k_tgt: int) -> float:
+        """Forward FLOPs of the projections into and out of the predictor's width."""
+        inner, outer = self.predictor_embed, self.predictor_proj
+        return 2 * (k_ctx * inner.in_features * inner.out_features + k_tgt * outer.in_features * outer.out_features)
 
     def forward(self, z, masks_ctx, masks_tgt, mask_index: int = 0):
         """z [B, K_ctx, D] (the encoder's output at masks_ctx) -> predictions [B, K_tgt, D] at masks_tgt.
@@ -56,3 +61,15 @@ class Predictor(nn.Module):
             x = blk(x)
         x = self.predictor_norm(x)
         return self.predictor_proj(x[:, n_ctx:])
+
+
+def build_predictor(cfg, encoder) -> Predictor:
+    """The V-JEPA predictor the config describes, for `encoder`'s width and heads (one mask token per mask config)."""
+    m, d = cfg.model, cfg.data
+    pred = Predictor(img_size=d.crop_size, patch_size=d.patch_size, num_frames=d.num_frames,
+                     tubelet_size=d.tubelet_size, embed_dim=encoder.embed_dim, predictor_embed_dim=m.pred_embed_dim,
+                     depth=m.pred_depth, num_heads=m.pred_num_heads or encoder.num_heads,
+                     uniform_power=m.uniform_power, num_mask_tokens=len(cfg.mask),
+                     zero_init_mask_tokens=m.zero_init_mask_tokens, attention=attention_backend(cfg))
+    pred.set_activation_checkpointing(checkpoint_every(cfg))
+    return pred

@@ -1,6 +1,7 @@
 """The V-JEPA video/image ViT encoder: tubelet (or 2-D patch) embedding, fixed sin-cos positions, pre-norm blocks."""
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ import torch.utils.checkpoint
 
 from jepa_scale.models.attention import attention
 from jepa_scale.models.pos_embed import sincos_2d, sincos_3d
+from jepa_scale.models.registry import BACKBONES, attention_backend, checkpoint_every
 from jepa_scale.models.tokens import gather_tokens
 
 
@@ -79,17 +81,49 @@ class Block(nn.Module):
             return torch.utils.checkpoint.checkpoint(self._forward, x, use_reentrant=False)
         return self._forward(x)
 
+    def flops(self, tokens: int, attention: bool = True) -> float:
+        """Forward FLOPs on `tokens` tokens: the four matmuls (2 n in out each) and the two attention products."""
+        linears = (self.attn.qkv, self.attn.proj, self.mlp.fc1, self.mlp.fc2)
+        matmuls = sum(2 * tokens * m.in_features * m.out_features for m in linears)
+        return matmuls + (4 * tokens * tokens * self.attn.proj.in_features if attention else 0)
 
-def compile_blocks(blocks: nn.ModuleList, backend: str = "inductor"):
-    """torch.compile each block in place (keys and parameters unchanged), so sharding wrappers apply per block."""
-    for blk in blocks:
-        blk.compile(backend=backend)
 
+class BlockStack:
+    """The `Stack` protocol for a model whose units are `Block`s (`_units()` gives them)."""
 
-def set_activation_checkpointing(blocks: nn.ModuleList, every: int = 1):
-    """Checkpoint every `every`-th block (1: all, 0: none); non-reentrant, so it composes with FSDP and compile."""
-    for i, blk in enumerate(blocks):
-        blk.checkpoint = every > 0 and i % every == 0
+    def _units(self) -> nn.ModuleList:
+        raise NotImplementedError
+
+    def shard_units(self) -> list[nn.Module]:
+        return list(self._units())
+
+    def set_activation_checkpointing(self, every: int):
+        # non-reentrant checkpointing, so it composes with FSDP and torch.compile
+        for i, blk in enumerate(self._units()):
+            blk.checkpoint = every > 0 and i % every == 0
+
+    def recompute_fraction(self) -> float:
+        units = self._units()
+        return sum(b.checkpoint for b in units) / len(units)
+
+    def units_flops(self, tokens: int, attention: bool = True) -> float:
+        return sum(b.flops(tokens, attention) for b in self._units())
+
+    def attention_backend(self) -> str:
+        return self._units()[0].attn.backend
+
+    def set_attention_backend(self, backend: str):
+        for blk in self._units():
+            blk.attn.backend = backend
+
+    def attention_head_dim(self) -> int:
+        attn = self._units()[0].attn
+        return attn.proj.in_features // attn.num_heads
+
+    def compile_units(self, backend: str = "inductor"):
+        """torch.compile each unit in place (keys and parameters unchanged), so sharding wrappers apply per unit."""
+        for blk in self._units():
+            blk.compile(backend=backend)
 
 
 class PatchEmbed(nn.Module):
@@ -127,14 +161,14 @@ def rescale_blocks(blocks: nn.ModuleList):
             blk.mlp.fc2.weight.div_(math.sqrt(2.0 * i))
 
 
-class VisionTransformer(nn.Module):
+class VisionTransformer(BlockStack, nn.Module):
     def __init__(self, img_size=224, patch_size=16, num_frames=16, tubelet_size=2, embed_dim=768, depth=12,
                  num_heads=12, mlp_ratio=4.0, uniform_power=False, attention="sdpa", init_std=0.02):
         super().__init__()
         self.img_size, self.patch_size = img_size, patch_size
         self.num_frames, self.tubelet_size = num_frames, tubelet_size
         self.is_video = num_frames > 1
-        self.embed_dim = self.num_features = embed_dim
+        self.embed_dim = self.num_features = self.width = embed_dim
         self.num_heads = num_heads
         self.uniform_power = uniform_power
         self.patch_embed = PatchEmbed(patch_size, tubelet_size, embed_dim, self.is_video)
@@ -155,9 +189,13 @@ class VisionTransformer(nn.Module):
         with torch.no_grad():
             self.pos_embed.copy_(table.unsqueeze(0))
 
-    def set_attention_backend(self, backend: str):
-        for blk in self.blocks:
-            blk.attn.backend = backend
+    def _units(self):
+        return self.blocks
+
+    def embed_flops(self) -> float:
+        # from the layer's shape attributes, not its weight: ZeRO-3 leaves empty partitions in place of weights
+        conv = self.patch_embed.proj
+        return 2 * self.num_patches * conv.out_channels * conv.in_channels * math.prod(conv.kernel_size)
 
     def interpolate_pos_encoding(self, x: torch.Tensor) -> torch.Tensor:
         """The table for x's size: trilinear (video) or bicubic (image) resize when it differs from training."""
@@ -208,3 +246,18 @@ def preset_arch(model_name: str, **overrides) -> dict:
                 patch_size=p.patch_size)
     arch.update({k: v for k, v in overrides.items() if v is not None})
     return arch
+
+
+def build_vit(preset: str, cfg) -> VisionTransformer:
+    """A preset ViT with the config's overrides (model.embed_dim, depth, num_heads, mlp_ratio; data.patch_size)."""
+    m, d = cfg.model, cfg.data
+    arch = preset_arch(preset, embed_dim=m.embed_dim, depth=m.depth, num_heads=m.num_heads, mlp_ratio=m.mlp_ratio,
+                       patch_size=d.patch_size)
+    enc = VisionTransformer(img_size=d.crop_size, num_frames=d.num_frames, tubelet_size=d.tubelet_size,
+                            uniform_power=m.uniform_power, attention=attention_backend(cfg), **arch)
+    enc.set_activation_checkpointing(checkpoint_every(cfg))
+    return enc
+
+
+for _name in PRESETS:
+    BACKBONES.register(_name)(functools.partial(build_vit, _name))

@@ -11,16 +11,18 @@ import torch
 
 log = logging.getLogger(__name__)
 
-CSV_COLUMNS = ("epoch", "itr", "loss", "lr", "wd", "momentum", "grad_norm", "target_std", "skipped_steps",
-               "samples_per_s", "tokens_per_s", "tflops_per_s", "mfu", "data_wait_frac", "step_time_s",
-               "peak_mem_gib")
+# after the task's own columns (a task defines what one step logs)
+RATE_COLUMNS = ("samples_per_s", "tokens_per_s", "tflops_per_s", "mfu", "data_wait_frac", "step_time_s",
+                "peak_mem_gib")
 
 
 class Metrics:
-    def __init__(self, folder: str | Path, write_tag: str, rank: int = 0, tensorboard: bool = True,
+    def __init__(self, folder: str | Path, write_tag: str, columns: tuple[str, ...], rank: int = 0,
+                 tensorboard: bool = True,
                  log_freq: int = 10, samples_per_step: int = 1, resume: bool = False, tokens_per_sample: int = 0,
                  device: torch.device | None = None, peak_tflops: float | None = None):
         self.folder = Path(folder)
+        self.columns = ("epoch", "itr", *columns, *RATE_COLUMNS)
         self.log_freq, self.samples_per_step = log_freq, samples_per_step
         self.tokens_per_sample, self.peak_tflops = tokens_per_sample, peak_tflops
         self.cuda = device if device is not None and device.type == "cuda" else None
@@ -30,7 +32,7 @@ class Metrics:
         self._csv_file = open(self.csv_path, "w" if new else "a", newline="")
         self._csv = csv.writer(self._csv_file)
         if new:
-            self._csv.writerow(CSV_COLUMNS)
+            self._csv.writerow(self.columns)
         self._tb = None
         if tensorboard and rank == 0:
             from torch.utils.tensorboard import SummaryWriter
@@ -70,7 +72,7 @@ class Metrics:
             rate["peak_mem_gib"] = torch.cuda.max_memory_allocated(self.cuda) / 2 ** 30
         for (step, epoch, _, host), vals in zip(self._rows, values):
             row = dict(zip(keys, vals), **host, **rate)
-            self._csv.writerow([epoch, step] + [row.get(c, "") for c in CSV_COLUMNS[2:]])
+            self._csv.writerow([epoch, step] + [row.get(c, "") for c in self.columns[2:]])
             if self._tb:
                 for k, v in row.items():
                     self._tb.add_scalar(f"train/{k}", v, step)
@@ -79,9 +81,9 @@ class Metrics:
             self._tb.flush()
         self.last = dict(row, step=self._rows[-1][0], epoch=self._rows[-1][1])
         mfu = f"  MFU {100 * rate['mfu']:.1f}%" if "mfu" in rate else ""
-        log.info("step %d  loss %.4f  lr %.3g  wd %.3g  m %.5f  grad %.3f  %.1f samples/s  %.3g TFLOP/s%s  "
-                 "data-wait %.0f%%", self.last["step"], row["loss"], row["lr"], row["wd"], row["momentum"],
-                 row.get("grad_norm", 0.0), rate["samples_per_s"], tflops, mfu, 100 * rate["data_wait_frac"])
+        task = "  ".join(f"{c} {row[c]:.5g}" for c in self.columns[2:-len(RATE_COLUMNS)] if c in row)
+        log.info("step %d  %s  %.1f samples/s  %.3g TFLOP/s%s  data-wait %.0f%%", self.last["step"], task,
+                 rate["samples_per_s"], tflops, mfu, 100 * rate["data_wait_frac"])
         self._rows.clear()
         self._data_wait = 0.0
         self._t0 = time.perf_counter()

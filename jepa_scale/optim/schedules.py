@@ -24,13 +24,16 @@ class Schedules:
     ema_end: float
     ema_steps: float  # ipe * epochs * ipe_scale, unrounded as in the official generator
     lr_shape: str = "cosine"
+    clip_grad: float | None = None
+    clip_from_step: int = 0  # the official loop clips once the epoch index exceeds `warmup` (in epochs)
 
     @classmethod
     def from_config(cls, o) -> "Schedules":
         return cls(start_lr=o.start_lr, ref_lr=o.lr, final_lr=o.final_lr, warmup_steps=int(o.warmup * o.ipe),
                    total_steps=int(o.ipe_scale * o.epochs * o.ipe), ref_wd=o.weight_decay,
                    final_wd=o.final_weight_decay, ema_start=o.ema[0], ema_end=o.ema[1],
-                   ema_steps=o.ipe * o.epochs * o.ipe_scale, lr_shape=o.lr_schedule)
+                   ema_steps=o.ipe * o.epochs * o.ipe_scale, lr_shape=o.lr_schedule, clip_grad=o.clip_grad,
+                   clip_from_step=(math.floor(o.warmup) + 1) * o.ipe)
 
     def lr(self, n: int) -> float:
         if n < self.warmup_steps:
@@ -49,6 +52,10 @@ class Schedules:
 
     def momentum(self, s: int) -> float:
         return self.ema_start + s * (self.ema_end - self.ema_start) / self.ema_steps
+
+    def clip(self, s: int) -> float | None:
+        """The gradient-norm bound of iteration s, or None (no clipping during warmup, as the official loop)."""
+        return self.clip_grad if s >= self.clip_from_step else None
 
     def at_iteration(self, s: int) -> tuple[float, float, float]:
         """(lr, wd, momentum) used by training iteration s (0-based)."""

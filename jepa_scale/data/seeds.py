@@ -1,0 +1,32 @@
+"""The one place that derives the random seeds of a (batch, micro-batch, sample).
+
+Micro-batch m of rank r is global micro-batch r * accum + m out of world_size * accum: the same samples, clips,
+augmentations and masks whatever the split between ranks and accumulation steps, and after any resume. (Which
+samples make global batch j is `SampleOrder`'s pure function of (seed, j).)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+MASK_NAMESPACE = 1 << 20  # the sample position slot of the mask draw: no sample of a batch has this position
+
+
+def micro_batch_ids(rank: int, accum: int) -> list[int]:
+    """The global micro-batch indices that rank `rank` trains on, accumulating `accum` per step."""
+    return [rank * accum + m for m in range(accum)]
+
+
+def sample_rng(seed: int, batch: int, micro: int, position: int) -> np.random.Generator:
+    """Clip sampling and augmentation of one sample."""
+    return np.random.default_rng([seed, batch, micro, position])
+
+
+def mask_seed(seed: int, batch: int, micro: int) -> int:
+    """Mask placement of one micro-batch (block sizes follow the batch counter alone, as the official collator)."""
+    return int(np.random.default_rng([seed, batch, micro, MASK_NAMESPACE]).integers(1 << 62))
+
+
+def draw_masks(mask_fns: dict, batch_size: int, seed: int, batch: int, micro: int) -> dict:
+    """modality -> Masks for one micro-batch, from the mask functions a recipe injects (none for a probe)."""
+    placement = mask_seed(seed, batch, micro)
+    return {name: fn(batch_size, batch, placement) for name, fn in mask_fns.items()}

@@ -1,0 +1,43 @@
+"""The engine a config asks for, on the processes the launcher started."""
+from __future__ import annotations
+
+import torch
+
+from jepa_scale.distributed.engine import Engine, SingleEngine
+from jepa_scale.distributed.env import detect, init_process_group
+
+
+def micro_batches(cfg) -> tuple[int, int]:
+    """(micro-batch size, micro-batches accumulated per step on each device)."""
+    micro = cfg.distributed.micro_batch_size or cfg.data.batch_size
+    return micro, cfg.data.batch_size // micro
+
+
+def build_engine(cfg, local_rank: int | None = None) -> Engine:
+    """The configured engine; `auto` follows the launcher: one process -> single, the deepspeed launcher ->
+    deepspeed, several processes otherwise (torchrun, srun) -> ddp. local_rank: deepspeed's `--local_rank`."""
+    env = detect(local_rank_arg=local_rank)
+    device = init_process_group(env)
+    kind, dc = cfg.distributed.engine, cfg.distributed
+    if kind == "auto":
+        kind = "single" if env.world_size == 1 else "deepspeed" if env.launcher == "deepspeed" else "ddp"
+    if kind == "single":
+        if env.world_size > 1:
+            raise ValueError(f"distributed.engine=single but the launcher started {env.world_size} processes")
+        return SingleEngine(device, cfg.meta.dtype)
+    if env.world_size == 1 and not torch.distributed.is_initialized():
+        raise ValueError(f"distributed.engine={kind} needs a process group: launch with torchrun or deepspeed")
+    if kind == "fsdp":
+        from jepa_scale.distributed.fsdp import FSDPEngine
+
+        return FSDPEngine(device, cfg.meta.dtype, dc.reshard_after_forward, dc.hsdp_replicas)
+    if kind == "deepspeed":
+        micro, accum = micro_batches(cfg)
+        if accum != 1:
+            raise ValueError("distributed.engine=deepspeed does not take distributed.micro_batch_size yet")
+        from jepa_scale.distributed.deepspeed import DeepSpeedEngine
+
+        return DeepSpeedEngine(device, cfg.meta.dtype, dc.zero_stage, micro, dc.offload_optimizer)
+    from jepa_scale.distributed.ddp import DDPEngine
+
+    return DDPEngine(device, cfg.meta.dtype)

@@ -1,0 +1,5 @@
+"""Methods ("recipes") by the official top-level `app` key. A recipe is one file that registers itself here."""
+from jepa_scale.recipes.base import RECIPES, Recipe
+from jepa_scale.recipes import vjepa  # noqa: F401  (registers "vjepa")
+
+__all__ = ["RECIPES", "Recipe"]

@@ -1,0 +1,110 @@
+"""data -> task.train_step -> metrics -> checkpointer. `Trainer.__init__` composes the parts the config names (a
+recipe by `app`, a task, an engine); `run()` is the loop, and it knows none of them by kind."""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import time
+
+import torch
+
+from jepa_scale.checkpoint.checkpointer import Checkpointer
+from jepa_scale.data.seeds import micro_batch_ids
+from jepa_scale.distributed.build import build_engine, micro_batches
+from jepa_scale.distributed.engine import Engine
+from jepa_scale.models.attention import attention_kernels
+from jepa_scale.monitor.device_peak import device_peak_tflops
+from jepa_scale.monitor.metrics import Metrics
+from jepa_scale.recipes import RECIPES
+from jepa_scale.tasks import TASKS
+
+log = logging.getLogger(__name__)
+
+
+def compile_units(model_set, backend: str):
+    """torch.compile every module's units in place, before an engine wraps or shards them."""
+    for module in model_set.all().values():
+        module.compile_units(backend)
+
+
+class Trainer:
+    def __init__(self, cfg, engine: Engine | None = None, decoder=None, local_rank: int | None = None,
+                 task: str = "pretrain"):
+        self.cfg = cfg
+        o = cfg.optimization
+        self.ipe, self.stop_step = o.ipe, min(o.epochs * o.ipe, o.max_steps or o.epochs * o.ipe)
+        self.engine = e = engine or build_engine(cfg, local_rank)
+        self.recipe = RECIPES.get(cfg.app)(cfg)
+        model_set = self.recipe.build_models()
+        if cfg.distributed.compile:
+            compile_units(model_set, cfg.distributed.compile_backend)
+        e.setup(model_set, self.recipe.optimizer)
+        self.task = TASKS.get(task)(cfg, self.recipe, e)
+        self.checkpointer = Checkpointer(cfg, e, self.stop_step)
+        self.checkpointer.write_config()
+        self.streams = self.open_streams(decoder)
+        self.step = self.checkpointer.resume(self.streams) if cfg.meta.load_checkpoint else 0
+        self.metrics = Metrics(self.checkpointer.folder, cfg.logging.write_tag, self.task.columns, e.rank,
+                               cfg.logging.tensorboard, cfg.logging.log_freq, cfg.data.batch_size * e.world_size,
+                               resume=cfg.meta.load_checkpoint, device=e.device,
+                               tokens_per_sample=self.recipe.tokens_per_sample(e.modules),
+                               peak_tflops=device_peak_tflops(e.device))
+
+    def open_streams(self, decoder=None) -> list:
+        """One stream per micro-batch of this rank (the seed contract is in jepa_scale.data.seeds)."""
+        e, cfg = self.engine, self.cfg
+        micro, accum = micro_batches(cfg)
+        micro_cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, batch_size=micro))
+        folder = self.checkpointer.folder
+        folder.mkdir(parents=True, exist_ok=True)
+        report = folder / ("skipped_videos.tsv" if e.world_size == 1 else f"skipped_videos_r{e.rank}.tsv")
+        return self.recipe.open_streams(micro_cfg, micro_batch_ids(e.rank, accum), e.world_size * accum, e.device,
+                                        skip_report=report, decoder=decoder)
+
+    def next_batches(self) -> list:
+        t0 = time.perf_counter()
+        batches = [next(s).to(self.engine.device) for s in self.streams]
+        self.metrics.add_data_wait(time.perf_counter() - t0)
+        return batches
+
+    def run(self) -> dict:
+        if self.engine.rank == 0:
+            self.log_setup()
+        scalars = {}
+        while self.step < self.stop_step:
+            scalars, host_scalars = self.task.train_step(self.step, self.next_batches())
+            flushed = self.metrics.log(self.step, self.step // self.ipe, scalars, host_scalars)
+            self.step += 1
+            if flushed:
+                self.task.after_flush(self.step, self.checkpointer.location)
+            if self.checkpointer.due(self.step):
+                self.metrics.flush()
+                self.checkpointer.save(self.step, float(scalars["loss"]), self.streams)
+        return self.finish(float(scalars["loss"]) if scalars else 0.0)
+
+    def finish(self, loss: float) -> dict:
+        self.metrics.close()
+        skipped = collections.Counter()
+        for s in self.streams:
+            s.close()
+            skipped.update(s.skipped)
+        folder = self.checkpointer.folder
+        return {"step": self.step, "loss": loss, "checkpoint": str(self.checkpointer.location),
+                "csv": str(self.metrics.csv_path), "tensorboard": str(folder / "tensorboard"),
+                "skipped_videos": dict(skipped)}
+
+    def log_setup(self):
+        e = self.engine
+        log.info("training steps %d..%d on %s, recipe %s, engine %s, %d rank(s)", self.step, self.stop_step,
+                 e.device, self.cfg.app, type(e).__name__, e.world_size)
+        for name, module in e.modules.items():
+            backend = module.attention_backend()
+            if backend is not None and name in e.model_set.trainable:  # a frozen copy runs the same kernels
+                kernels = attention_kernels(e.device, e.amp_dtype or torch.float32, module.attention_head_dim())
+                log.info("%s: attention backend %s runs: %s (all backends here: %s)", name, backend,
+                         kernels[backend], kernels)
+
+
+def train(cfg, **kw) -> dict:
+    return Trainer(cfg, **kw).run()
