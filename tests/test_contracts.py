@@ -1,0 +1,97 @@
+"""Contracts every registered recipe x backbone meets, generated from the registries: a new family is tested the
+moment it is registered (and fails here until it has a tiny CPU config)."""
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import jepa_scale
+from jepa_scale.checkpoint import atomic_save, official_checkpoint
+from jepa_scale.config import load_config
+from jepa_scale.models import BACKBONES, Stack
+from jepa_scale.recipes import RECIPES
+from jepa_scale.trainer import Trainer
+from tests.conftest import tiny_raw
+
+# recipe -> a raw config that trains in seconds on a CPU (the backbone name is filled in per case)
+TINY = {"vjepa": lambda csv, folder, backbone: tiny_raw(csv, folder, model={"model_name": backbone})}
+CASES = [(r, b) for r in RECIPES.names() for b in BACKBONES.names()]
+
+
+def test_every_recipe_has_a_tiny_config():
+    assert sorted(TINY) == sorted(RECIPES.names())
+
+
+@pytest.fixture
+def build(tmp_path, video_csv):
+    def make(recipe, backbone, **sections):
+        raw = TINY[recipe](str(video_csv), str(tmp_path / "run"), backbone)
+        raw.setdefault("app", recipe)
+        for k, v in sections.items():
+            raw[k] = {**raw.get(k, {}), **v}
+        return load_config(raw=raw)
+    return make
+
+
+@pytest.mark.parametrize("recipe,backbone", CASES)
+def test_config_root_and_model_set(build, recipe, backbone):
+    cfg = build(recipe, backbone)
+    assert isinstance(cfg, RECIPES.get(recipe).config_class)
+    models = RECIPES.get(recipe)(cfg).build_models()
+    assert models.trainable and set(models.all()) == set(models.trainable) | set(models.frozen)
+    for name, module in models.all().items():
+        assert isinstance(module, Stack), name
+        assert module.shard_units(), f"{name} has no shard units"
+        assert all(isinstance(u, torch.nn.Module) for u in module.shard_units())
+    for target, source in models.ema:  # an EMA target mirrors its source tensor for tensor
+        pairs = zip(models.frozen[target].parameters(), models.trainable[source].parameters(), strict=True)
+        assert all(t.shape == s.shape for t, s in pairs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe,backbone", CASES)
+def test_one_step_trains_and_the_official_layout_round_trips(build, tmp_path, recipe, backbone):
+    cfg = build(recipe, backbone, optimization={"max_steps": 1}, logging={"tensorboard": False})
+    trainer = Trainer(cfg)
+    before = {k: v.clone() for k, v in trainer.engine.modules[next(iter(trainer.engine.model_set.trainable))]
+              .state_dict().items()}
+    out = trainer.run()
+    assert out["step"] == 1 and torch.isfinite(torch.tensor(out["loss"]))
+    after = trainer.engine.modules[next(iter(trainer.engine.model_set.trainable))].state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the step changed the model
+    path = tmp_path / "official.pth.tar"
+    atomic_save(official_checkpoint(trainer.engine.state_dicts(), trainer.engine.optimizer.state_dict(), epoch=0,
+                                    loss=out["loss"], batch_size=4, world_size=1, lr=0.0), path)
+    loaded = jepa_scale.load_pretrained(cfg, path)
+    for name, module in trainer.engine.modules.items():
+        theirs = loaded.modules[name].state_dict()
+        assert list(theirs) == list(module.state_dict())
+        assert all(torch.equal(theirs[k], v) for k, v in module.state_dict().items()), name
+
+
+@pytest.mark.parametrize("recipe,backbone", CASES)
+def test_step_flops_agree_with_the_flop_counter(build, recipe, backbone):
+    cfg = build(recipe, backbone, model={"attention": "math"})  # the counter sees math attention's matmuls
+    r = RECIPES.get(recipe)(cfg)
+    models = r.build_models().all()
+    stream = r.open_streams(cfg, [0], 1, torch.device("cpu"))[0]
+    batch = next(stream)
+    stream.close()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        loss, logged = r.loss(models, batch)
+        loss.backward()
+    assert set(logged) == set(r.logged)
+    assert r.step_flops(models, batch) == pytest.approx(counter.get_total_flops(), rel=0.02)
+
+
+def test_unknown_names_get_the_closest_registered_one(tmp_path):
+    from jepa_scale.config import ConfigError
+
+    bad = tmp_path / "c.yaml"
+    bad.write_text("app: vjepaa\n")
+    with pytest.raises(ConfigError, match=r"c.yaml:1: app: unknown recipe 'vjepaa' \(did you mean 'vjepa'\?\)"):
+        load_config(bad)
+    bad.write_text("model:\n  model_name: vit_hug\n")
+    with pytest.raises(ConfigError, match=r"c.yaml:2: model.model_name: unknown backbone 'vit_hug' "
+                                          r"\(did you mean 'vit_huge'\?\)"):
+        load_config(bad)
