@@ -1,4 +1,4 @@
-"""An independent, literal transcription of the V-JEPA V1 model as `shared/reference/vjepa.md` describes it.
+"""An independent, literal transcription of the official V-JEPA V1 model (its modules, names and init).
 
 Deliberately naive where the official code is: numpy sin-cos tables, patch embedding per mask, full-length mask
 tokens gathered afterwards, explicit attention. Module names follow the official checkpoint layout, so its state

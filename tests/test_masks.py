@@ -18,7 +18,7 @@ def budget(config_file, batch_size, batches=200):
     return (sums / batches).tolist()
 
 
-# The reference table (vjepa.md section 3): mean token counts after the cut, over 200 batches.
+# The reference figures of the official masks: mean token counts after the cut, over 200 batches.
 # Config 1's context (the leftover of two large blocks, then the batch minimum) swings with the block-size draws:
 # over other 200-batch windows we measured 95-106 at 224 px and 410-452 at 384 px, and the table's ~75 is what
 # a simulation without the empty-context redraw gives (78.6), while the official collator redraws. So that one
