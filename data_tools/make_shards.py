@@ -5,6 +5,10 @@
 
 Every input row ends either in a shard or in manifest.json's `failures` (line, path, reason). A rerun continues
 where an interrupted one stopped: finished shards are kept.
+
+--out must be a new or empty folder, or the folder of an earlier run of this very command: the first run records
+the CSVs' sha256 and the options that change the output in <out>/make_shards.json, and a rerun with other CSV
+contents or options is refused (exit code 2), as is a folder that is not empty and holds no such record.
 """
 import argparse
 import sys
@@ -18,7 +22,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--csv", action="append", required=True, help="official CSV list (repeat for several datasets)")
     p.add_argument("--weights", type=float, nargs="+", help="mixing weight per --csv, stored in the manifest")
-    p.add_argument("--out", required=True, help="output folder; nothing is written outside it")
+    p.add_argument("--out", required=True, help="output folder, new or empty (or this command's earlier run, to "
+                   "continue it); nothing is written outside it")
     p.add_argument("--short-side", type=int, help="resize so the short side is this many pixels")
     p.add_argument("--fps", type=float, help="resample to this frame rate")
     p.add_argument("--gop", type=int, default=16, help="keyframe interval (default 16: cheap seeks)")

@@ -1,9 +1,16 @@
-"""CSV video lists -> webdataset shards + manifest. Every input row ends in a shard or in `failures`."""
+"""CSV video lists -> webdataset shards + manifest. Every input row ends in a shard or in `failures`.
+
+An output folder belongs to one run: its first act is to write `make_shards.json` (the CSVs' sha256 and every
+option that changes the output). A rerun continues that run only with the same inputs; any other folder that is
+not empty is refused untouched.
+"""
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import multiprocessing as mp
+import os
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -14,10 +21,12 @@ import numpy as np
 from jepa_scale.data.csv_source import DataError, read_video_csv
 from jepa_scale.data.pyav_decoder import VideoError
 from jepa_scale.data.shards.transcode import TranscodeOptions, transcode
-from jepa_scale.data.shards.writer import ShardWriter
+from jepa_scale.data.shards.writer import ShardWriter, is_shard_temp, shard_files, shard_index, temp_name
 
 FAILURES = "failures.jsonl"  # the journal of rows that did not become samples (kept across resumed runs)
 MANIFEST = "manifest.json"
+STATE = "make_shards.json"  # written before anything else: marks the folder as ours and what the run was made of
+STATE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,121 @@ def _dataset_names(csvs: list[str]) -> list[str]:
     return names
 
 
+def _sha256(csv: str) -> str:
+    path = Path(csv)
+    if not path.is_file():
+        raise DataError(f"{path}: video list not found")
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def run_state(csvs: list[str], names: list[str], opts: TranscodeOptions, weights, shard_size_mb: float) -> dict:
+    """What a rerun must match: the CSVs' bytes (line numbers key the resume) and every option that changes the
+    output (not --workers). As JSON would give it back, so it compares equal to the stored copy."""
+    state = {"make_shards": STATE_VERSION,
+             "csvs": [{"csv": str(c), "name": n, "sha256": _sha256(c)} for c, n in zip(csvs, names)],
+             "options": {**asdict(opts), "shard_size_mb": shard_size_mb, "weights": weights}}
+    return json.loads(json.dumps(state))
+
+
+def _write_atomic(path: Path, text: str):
+    """`path` appears whole or not at all, even under kill -9."""
+    tmp = path.with_name(temp_name(path.name))
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _claim_out(out: Path, state: dict):
+    """Make `out` this run's folder: a new or empty one gets the state file first; a folder of an earlier run must
+    have been made with the same inputs; anything else is refused before a single file is touched."""
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out}: is a file, not a folder")
+    if (out / STATE).is_file():
+        _check_same_run(out, _read_state(out / STATE), state)
+        return
+    # a run killed while writing its state file leaves only that file's temporary: still an empty folder
+    others = sorted({p.name for p in out.iterdir()} - {temp_name(STATE)}) if out.exists() else []
+    if others:
+        raise DataError(f"--out {out}: refusing a folder that is not empty and not a make_shards run (no {STATE}; "
+                        f"it holds {others[0]!r}{' and more' if len(others) > 1 else ''}): use a new or empty "
+                        f"folder, or, to continue a run, the same command that created its folder")
+    out.mkdir(parents=True, exist_ok=True)
+    _write_atomic(out / STATE, json.dumps(state, indent=1))
+
+
+def _read_state(path: Path) -> dict:
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: unreadable make_shards state ({e}): use a new --out") from None
+    if not isinstance(state, dict) or "make_shards" not in state:
+        raise DataError(f"{path}: not written by make_shards (no 'make_shards' key): use a new --out")
+    return state
+
+
+def _check_same_run(out: Path, first: dict, now: dict):
+    diffs = _differences(first, now)
+    if diffs:
+        raise DataError(f"--out {out} holds a run made from other inputs: {'; '.join(diffs)}; to continue it, "
+                        f"rerun the command that created it on the same CSV files; otherwise use a new --out")
+
+
+def _differences(first: dict, now: dict) -> list[str]:
+    if first["make_shards"] != now["make_shards"]:
+        return [f"{STATE}: version {first['make_shards']}, this make_shards writes version {now['make_shards']}"]
+    was, became = first.get("csvs", []), now["csvs"]
+    if [c["name"] for c in was] != [c["name"] for c in became]:
+        return [f"--csv: first run {' '.join(c['csv'] for c in was)}, this run {' '.join(c['csv'] for c in became)}"]
+    diffs = [f"{b['csv']}: CSV changed since the first run (sha256 {a['sha256'][:16]}... then, "
+             f"{b['sha256'][:16]}... now)" for a, b in zip(was, became) if a["sha256"] != b["sha256"]]
+    old, new = first.get("options", {}), now["options"]
+    for key in list(new) + [k for k in old if k not in new]:  # in the command line's order
+        if old.get(key) != new.get(key):
+            diffs.append(f"{_flag(key)}: first run {_shown(key, old.get(key))}, this run {_shown(key, new.get(key))}")
+    return diffs
+
+
+def _flag(key: str) -> str:
+    """The make_shards.py option that sets `key` (messages speak the command line's language)."""
+    return "--no-fastdecode" if key == "fastdecode" else "--" + key.replace("_", "-")
+
+
+def _shown(key: str, value) -> str:
+    if key == "fastdecode":
+        value = not value  # the flag is --no-fastdecode
+    if isinstance(value, bool):
+        return "given" if value else "not given"
+    if value is None:
+        return "not given"
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _remove_own_temporaries(out: Path, names: list[str]):
+    """Files an interrupted run of ours left half-written: only names our writers use, never a user's `*.tmp`."""
+    ours = {temp_name(STATE), temp_name(MANIFEST)}
+    for p in out.iterdir():
+        if p.name in ours or is_shard_temp(p.name, names):
+            p.unlink()
+
+
+def _open_journal(out: Path):
+    """The failure journal, for appending. A line a kill cut short is dropped (its row is simply redone), so the
+    journal stays one JSON object a line."""
+    path = out / FAILURES
+    if path.exists():
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with open(path, "r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
+    return open(path, "a", buffering=1)
+
+
 def _work(job_opts):
     job, opts = job_opts
     try:
@@ -51,13 +175,14 @@ def _work(job_opts):
 
 def _done_rows(out: Path, name: str) -> tuple[set[int], int]:
     """Rows of dataset `name` already in finished shards or in the failure journal; and the next shard index."""
-    rows, shards = set(), sorted(out.glob(f"{name}-*.tar"))
+    rows, shards = set(), shard_files(out, name)
     for tar in shards:
         rows |= {s["line"] for s in json.loads(tar.with_suffix(".json").read_text())["samples"]}
     journal = out / FAILURES
     if journal.exists():
         rows |= {f["line"] for f in map(json.loads, journal.read_text().splitlines()) if f["dataset"] == name}
-    return rows, len(shards)
+    # after the highest index, not the count: a shard deleted by hand must not make us overwrite a later one
+    return rows, shard_index(shards[-1]) + 1 if shards else 0
 
 
 def _components(job: Job, data: bytes, meta: dict) -> tuple[dict, dict]:
@@ -71,14 +196,16 @@ def _components(job: Job, data: bytes, meta: dict) -> tuple[dict, dict]:
 def make_shards(csvs: list[str], out_dir: str, opts: TranscodeOptions = TranscodeOptions(),
                 weights: list[float] | None = None, shard_size_mb: float = 256, workers: int = 1,
                 progress: bool = True) -> dict:
+    """Shard `csvs` into `out_dir`, or continue the interrupted run there. Raises DataError, with nothing written,
+    when `out_dir` is not empty and not a run of ours, or is a run made from other CSVs or options."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(".*.tmp"):  # a shard an interrupted run did not finish
-        stale.unlink()
     if weights is not None and len(weights) != len(csvs):
         raise DataError(f"{len(weights)} weights for {len(csvs)} CSV files")
     names = _dataset_names(csvs)
-    journal = open(out / FAILURES, "a", buffering=1)
+    state = run_state(csvs, names, opts, weights, shard_size_mb)
+    _claim_out(out, state)
+    _remove_own_temporaries(out, names)
+    journal = _open_journal(out)
     t0, done_now = time.perf_counter(), 0
     for name, csv in zip(names, csvs):
         finished, next_shard = _done_rows(out, name)
@@ -92,9 +219,9 @@ def make_shards(csvs: list[str], out_dir: str, opts: TranscodeOptions = Transcod
         done_now += _run_jobs(jobs, opts, writer, journal, workers, progress, desc=name)
         writer.close()
     journal.close()
-    manifest = build_manifest(out, names, csvs, weights, opts)
+    manifest = build_manifest(out, names, csvs, weights, opts, state)
     manifest["videos_per_s"] = done_now / max(1e-9, time.perf_counter() - t0)
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    _write_atomic(out / MANIFEST, json.dumps(manifest, indent=1))  # a reader never sees half a manifest
     return manifest
 
 
@@ -121,19 +248,22 @@ def _run_jobs(jobs, opts, writer, journal, workers, progress, desc) -> int:
     return len(jobs)
 
 
-def build_manifest(out: Path, names: list[str], csvs: list[str], weights, opts: TranscodeOptions) -> dict:
+def build_manifest(out: Path, names: list[str], csvs: list[str], weights, opts: TranscodeOptions,
+                   state: dict | None = None) -> dict:
     failures = [json.loads(x) for x in (out / FAILURES).read_text().splitlines()] if (out / FAILURES).exists() else []
     datasets, classes, all_shards = [], collections.Counter(), []
     for i, (name, csv) in enumerate(zip(names, csvs)):
-        shards = sorted(p.name for p in out.glob(f"{name}-*.tar"))
+        shards = [p.name for p in shard_files(out, name)]
         n = 0
         for s in shards:
             side = json.loads((out / s).with_suffix(".json").read_text())
             n += side["num_samples"]
             classes.update(str(x["label"]) for x in side["samples"])
         datasets.append({"name": name, "csv": str(csv), "weight": None if weights is None else weights[i],
-                         "shards": shards, "num_samples": n})
+                         "shards": shards, "num_samples": n,
+                         "sha256": state["csvs"][i]["sha256"] if state else None})
         all_shards += shards
     return {"version": 1, "shards": all_shards, "num_samples": sum(d["num_samples"] for d in datasets),
             "classes": dict(sorted(classes.items(), key=lambda kv: int(kv[0]))), "datasets": datasets,
-            "failures": failures, "options": asdict(opts)}
+            "failures": failures, "options": asdict(opts),
+            "make_shards": STATE_VERSION, "shard_size_mb": state["options"]["shard_size_mb"] if state else None}

@@ -3,12 +3,43 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tarfile
 from pathlib import Path
 
 import webdataset as wds
 
 DALI_INDEX_VERSION = "v1.2"
+
+
+def shard_name(prefix: str, index: int) -> str:
+    return f"{prefix}-{index:06d}.tar"
+
+
+def temp_name(final_name: str) -> str:
+    """Where a file is written before it appears as `final_name`: hidden and `.tmp`, so readers never see it."""
+    return f".{final_name}.tmp"
+
+
+def _shard_re(prefix: str, temp: bool) -> re.Pattern:
+    name = rf"{re.escape(prefix)}-\d{{6,}}\.tar"
+    return re.compile(rf"\.{name}\.tmp" if temp else name)
+
+
+def shard_files(out_dir: str | Path, prefix: str) -> list[Path]:
+    """The finished shards of `prefix`, by index (past 999999 names no longer sort as numbers). Exact names, not
+    a glob: `a-*.tar` would also match the shards of a dataset named `a-b`."""
+    pattern = _shard_re(prefix, temp=False)
+    return sorted((p for p in Path(out_dir).iterdir() if pattern.fullmatch(p.name)), key=shard_index)
+
+
+def shard_index(path: str | Path) -> int:
+    return int(Path(path).stem.rsplit("-", 1)[1])
+
+
+def is_shard_temp(filename: str, prefixes: list[str]) -> bool:
+    """Is `filename` a shard that a ShardWriter of one of `prefixes` started and did not finish?"""
+    return any(_shard_re(p, temp=True).fullmatch(filename) for p in prefixes)
 
 
 def member_table(tar_path: str | Path) -> list[tuple[str, str, int, int]]:
@@ -49,8 +80,8 @@ class ShardWriter:
         self._tar = None
 
     def _open(self):
-        self._name = f"{self.prefix}-{self.index:06d}.tar"
-        self._tmp = self.out_dir / f".{self._name}.tmp"
+        self._name = shard_name(self.prefix, self.index)
+        self._tmp = self.out_dir / temp_name(self._name)
         self._file = open(self._tmp, "wb")
         self._tar = wds.TarWriter(self._file)
         self._samples, self._bytes = [], 0
