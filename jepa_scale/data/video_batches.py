@@ -40,6 +40,8 @@ class ClipLoader:
         return clip_indices(num_frames, d.num_frames, step, d.num_clips, rng)
 
     def __call__(self, rec: VideoRecord, rng: np.random.Generator) -> torch.Tensor:
+        if rec.unusable:
+            raise VideoError(rec.unusable)
         picked = {}
 
         def choose(num_frames: int, fps: float) -> np.ndarray:
@@ -82,6 +84,7 @@ class VideoBatches(torch.utils.data.Dataset):
             raise DataError(f"{len(self.records)} videos cannot fill one global batch of {self.global_batch} "
                             f"(data.batch_size={d.batch_size} x {num_micro} micro-batches)")
         self.clip_loader = ClipLoader(d, cfg.data_aug, decoder)
+        self.max_consecutive_failures = d.max_consecutive_failures  # read by the stream that gives up
         self.mask_fns = mask_fns or {}  # modality -> mask function, injected by the recipe (none for a probe)
 
     def __len__(self):  # nominal; the stream is indexed by an unbounded batch counter
