@@ -100,6 +100,48 @@ def plan(cfg, gpus: int) -> list[Plan]:
     return out
 
 
+class DoesNotFit(RuntimeError):
+    """The planner predicts more memory per process than the device has (said before the model is built)."""
+
+
+def plan_row(dc) -> str:
+    """The planner row of the configured engine (distributed section of a config)."""
+    if dc.engine == "fsdp":
+        return "zero3 / fsdp full" if dc.reshard_after_forward else "zero2 / fsdp no-reshard"
+    if dc.engine == "deepspeed":
+        return {0: "ddp", 1: "zero1", 2: "zero2 / fsdp no-reshard", 3: "zero3 / fsdp full"}[dc.zero_stage]
+    return "ddp"  # single, ddp, auto on one process
+
+
+def available_bytes(device, local_processes: int) -> float:
+    """What one process may use: the GPU's memory, or this machine's available memory shared by its processes."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[1]
+    with open("/proc/meminfo") as f:
+        info = dict(line.split(":", 1) for line in f)
+    return int(info["MemAvailable"].split()[0]) * 1024 / local_processes
+
+
+def check_fits(cfg, device, world_size: int, local_processes: int = 1):
+    """Raise DoesNotFit when the planner's estimate for this engine exceeds the memory there is. Float32 training
+    (the CPU) keeps activations in 4 bytes instead of the planner's 2."""
+    ckpt = "none" if cfg.distributed.activation_checkpointing == "none" and not cfg.model.use_activation_checkpointing \
+        else "full"
+    row = next(p for p in plan(cfg, world_size) if p.engine == plan_row(cfg.distributed) and p.checkpointing == ckpt)
+    fp32 = device.type != "cuda" or cfg.meta.dtype == "float32"
+    need = row.total + (row.activations if fp32 else 0)
+    have = available_bytes(device, local_processes)
+    if need > have:
+        raise DoesNotFit(
+            f"{cfg.model.model_name} at {cfg.data.num_frames}x{cfg.data.crop_size}px, {cfg.data.batch_size} clips per "
+            f"process on {device.type}: the planner predicts {need / GIB:.1f} GiB per process ({row.engine}, "
+            f"checkpointing {ckpt}) and {have / GIB:.1f} GiB are available. Lower data.batch_size, turn on "
+            f"distributed.activation_checkpointing, shard with distributed.engine=fsdp or deepspeed, or set "
+            f"distributed.check_memory=false to try anyway (python -m jepa_scale.plan shows the options)")
+
+
 def format_table(plans: list[Plan], gpu_mem_gb: float) -> str:
     head = f"{'engine':<24}{'ckpt':<6}{'params':>8}{'grads':>8}{'optim':>8}{'EMA':>8}{'activ':>9}{'total':>9}  fits"
     rows = [head, "-" * len(head)]

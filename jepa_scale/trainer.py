@@ -12,10 +12,12 @@ import torch
 from jepa_scale.checkpoint.checkpointer import Checkpointer
 from jepa_scale.data.seeds import micro_batch_ids
 from jepa_scale.distributed.build import build_engine, micro_batches
+from jepa_scale.distributed.env import local_processes
 from jepa_scale.distributed.engine import Engine
 from jepa_scale.models.attention import attention_kernels
 from jepa_scale.monitor.device_peak import device_peak_tflops
 from jepa_scale.monitor.metrics import Metrics
+from jepa_scale.plan import check_fits
 from jepa_scale.recipes import RECIPES
 from jepa_scale.tasks import TASKS
 
@@ -34,7 +36,10 @@ class Trainer:
         self.cfg = cfg
         o = cfg.optimization
         self.ipe, self.stop_step = o.ipe, min(o.epochs * o.ipe, o.max_steps or o.epochs * o.ipe)
+        self.owns_engine = engine is None  # then the run also ends the process group it joined
         self.engine = e = engine or build_engine(cfg, local_rank)
+        if cfg.distributed.check_memory:
+            check_fits(cfg, e.device, e.world_size, local_processes())
         self.recipe = RECIPES.get(cfg.app)(cfg)
         model_set = self.recipe.build_models()
         if cfg.distributed.compile:
@@ -42,12 +47,12 @@ class Trainer:
         e.setup(model_set, self.recipe.optimizer)
         self.task = TASKS.get(task)(cfg, self.recipe, e)
         self.checkpointer = Checkpointer(cfg, e, self.stop_step)
-        self.checkpointer.write_config()
+        self.checkpointer.prepare(resume=cfg.meta.load_checkpoint)
         self.streams = self.open_streams(decoder)
         self.step = self.checkpointer.resume(self.streams) if cfg.meta.load_checkpoint else 0
         self.metrics = Metrics(self.checkpointer.folder, cfg.logging.write_tag, self.task.columns, e.rank,
                                cfg.logging.tensorboard, cfg.logging.log_freq, cfg.data.batch_size * e.world_size,
-                               resume=cfg.meta.load_checkpoint, device=e.device,
+                               resume_step=self.step if cfg.meta.load_checkpoint else None, device=e.device,
                                tokens_per_sample=self.recipe.tokens_per_sample(e.modules),
                                peak_tflops=device_peak_tflops(e.device))
 
@@ -57,7 +62,6 @@ class Trainer:
         micro, accum = micro_batches(cfg)
         micro_cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, batch_size=micro))
         folder = self.checkpointer.folder
-        folder.mkdir(parents=True, exist_ok=True)
         report = folder / ("skipped_videos.tsv" if e.world_size == 1 else f"skipped_videos_r{e.rank}.tsv")
         return self.recipe.open_streams(micro_cfg, micro_batch_ids(e.rank, accum), e.world_size * accum, e.device,
                                         skip_report=report, decoder=decoder)
@@ -81,7 +85,9 @@ class Trainer:
             if self.checkpointer.due(self.step):
                 self.metrics.flush()
                 self.checkpointer.save(self.step, float(scalars["loss"]), self.streams)
-        return self.finish(float(scalars["loss"]) if scalars else 0.0)
+        if not scalars:  # nothing left to train: the run had finished
+            log.info("the run had already finished at step %d", self.step)
+        return self.finish(float(scalars["loss"]) if scalars else (self.checkpointer.resumed or {}).get("loss", 0.0))
 
     def finish(self, loss: float) -> dict:
         self.metrics.close()
@@ -89,8 +95,10 @@ class Trainer:
         for s in self.streams:
             s.close()
             skipped.update(s.skipped)
+        if self.owns_engine:
+            self.engine.close()
         folder = self.checkpointer.folder
-        return {"step": self.step, "loss": loss, "checkpoint": str(self.checkpointer.location),
+        return {"step": self.step, "loss": loss, "rank": self.engine.rank, "checkpoint": str(self.checkpointer.location),
                 "csv": str(self.metrics.csv_path), "tensorboard": str(folder / "tensorboard"),
                 "skipped_videos": dict(skipped)}
 

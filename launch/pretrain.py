@@ -1,31 +1,19 @@
-"""Pretrain V-JEPA: `python launch/pretrain.py --config FILE [--set KEY=VALUE ...]`."""
+"""Pretrain: `python launch/pretrain.py --config FILE [--set KEY=VALUE ...]` (also under torchrun or deepspeed).
+
+Exit codes: 0 done, 2 config error, 3 stopped on non-finite steps, 4 data error, 5 checkpoint error, 6 the run
+folder holds another run, 7 the planner predicts more memory than there is."""
 import argparse
-import logging
 import sys
 
-from jepa_scale.config import ConfigError, load_config
-from jepa_scale.tasks import NonFiniteTraining
+from jepa_scale.config import load_config
+from jepa_scale.launch.cli import run_main, setup_logging
 from jepa_scale.trainer import train
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--config", required=True, help="official-format or jepa_scale pretraining YAML")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set optimization.lr=1e-3 (repeatable)")
-    p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
-        return 2
-    try:
-        summary = train(cfg, local_rank=args.local_rank)
-    except NonFiniteTraining as e:
-        print(f"stopped: {e}", file=sys.stderr)
-        return 3
+def pretrain(args) -> int:
+    summary = train(load_config(args.config, args.overrides), local_rank=args.local_rank)
+    if summary["rank"]:
+        return 0
     print(f"done: {summary['step']} steps, final loss {summary['loss']:.4f}")
     print(f"  checkpoint:  {summary['checkpoint']}")
     print(f"  CSV log:     {summary['csv']}")
@@ -33,6 +21,17 @@ def main(argv=None) -> int:
     if summary["skipped_videos"]:
         print(f"  skipped videos (see skipped_videos.tsv): {summary['skipped_videos']}")
     return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="official-format or jepa_scale pretraining YAML")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set optimization.lr=1e-3 (repeatable)")
+    p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed
+    args = p.parse_args(argv)
+    setup_logging()
+    return run_main(pretrain, args)
 
 
 if __name__ == "__main__":

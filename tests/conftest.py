@@ -1,4 +1,6 @@
+import contextlib
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,21 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"  # exists in this workplace and CI, not on users' machines
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@contextlib.contextmanager
+def one_rank_group():
+    """A real process group of one rank (gloo), so the sharded engines run in this process."""
+    import torch.distributed as dist
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
 
 
 def vjepa_models(cfg):

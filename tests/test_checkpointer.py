@@ -1,28 +1,22 @@
 """The checkpointer alone: cadence, format per engine, epoch copies, rank-0 config."""
-import socket
+import json
 from pathlib import Path
 
 import pytest
-import torch.distributed as dist
 
 from jepa_scale.checkpoint import read_checkpoint
 from jepa_scale.checkpoint.checkpointer import Checkpointer
-from jepa_scale.checkpoint.sharded import latest_checkpoint
 from jepa_scale.distributed.engine import SingleEngine
 from jepa_scale.trainer import Trainer
+from tests.conftest import one_rank_group
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def one_rank_group():
-    """A real process group of one rank (gloo), so the sharded engines run in this process."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
-    yield
-    dist.destroy_process_group()
+@pytest.fixture(name="one_rank_group")
+def one_rank_group_fixture():
+    with one_rank_group():
+        yield
 
 
 EPOCHS = {"ipe": 4, "epochs": 3, "max_steps": 8}
@@ -34,14 +28,15 @@ def test_sharded_engine_keeps_save_every_freq_copies(tiny_cfg, one_rank_group):
     cfg = tiny_cfg(optimization=EPOCHS, meta={"save_every_freq": 1}, logging={"checkpoint_freq": 2})
     Trainer(cfg, engine=FSDPEngine("cpu", "float32")).run()
     root = Path(cfg.logging.folder) / "checkpoints"
+    # keep_latest=2 (the default) keeps the newest two steps; the epoch copies stay
     assert sorted(p.name for p in root.iterdir() if p.is_dir()) == [
-        "jepa-e1", "jepa-e2", "step-00000002", "step-00000004", "step-00000006", "step-00000008"]
+        "jepa-e1", "jepa-e2", "step-00000006", "step-00000008"]
     # each copy is the complete checkpoint of its epoch's last step
-    for epoch, step in ((1, 4), (2, 8)):
+    for epoch in (1, 2):
         copy = root / f"jepa-e{epoch}"
-        assert sorted(f.name for f in copy.iterdir()) == sorted(f.name for f in (root / f"step-{step:08d}").iterdir())
-        assert (copy / ".metadata").is_file()
-    assert latest_checkpoint(root).name == "step-00000008"
+        assert {".metadata", "MANIFEST.json", "jepa_scale.json"} <= {f.name for f in copy.iterdir()}
+        assert json.loads((copy / "jepa_scale.json").read_text())["step"] == 4 * epoch
+    assert (root / "latest").read_text() == "step-00000008"
 
 
 def test_single_file_engine_keeps_save_every_freq_copies(tiny_cfg):
@@ -60,9 +55,9 @@ class RankOne(SingleEngine):
 def test_only_rank_zero_writes_the_config(tiny_cfg):
     cfg = tiny_cfg()
     folder = Path(cfg.logging.folder)
-    Checkpointer(cfg, RankOne(), stop_step=8).write_config()
+    Checkpointer(cfg, RankOne(), stop_step=8).prepare(resume=False)
     assert not (folder / "config.yaml").exists()
-    Checkpointer(cfg, SingleEngine(), stop_step=8).write_config()
+    Checkpointer(cfg, SingleEngine(), stop_step=8).prepare(resume=False)
     assert (folder / "config.yaml").is_file()
 
 

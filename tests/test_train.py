@@ -109,18 +109,31 @@ def test_launch_cli(tmp_path, video_csv):
     assert "checkpoint:" in ok.stdout and (tmp_path / "run" / "jepa-latest.pth.tar").exists()
 
 
-def test_resume_from_an_official_checkpoint_starts_at_its_epoch(tmp_path, video_csv):
-    def cfg(steps, resume):
-        return load_config(raw=tiny_raw(str(video_csv), str(tmp_path / "run"), optimization={"max_steps": steps},
+def official_checkpoint_from(ours: dict) -> dict:
+    """What the official trainer writes: whole epochs, no data position, and an AdamW of its own (not fused: its
+    param groups carry no `fused` flag)."""
+    ckpt = {k: v for k, v in ours.items() if k != "jepa_scale"}
+    ckpt["opt"] = {**ckpt["opt"], "param_groups": [{k: v for k, v in g.items() if k != "fused"}
+                                                   for g in ckpt["opt"]["param_groups"]]}
+    return ckpt
+
+
+def test_resume_from_an_official_checkpoint_trains_on_with_its_state(tmp_path, video_csv):
+    def cfg(folder, steps, resume):
+        return load_config(raw=tiny_raw(str(video_csv), str(tmp_path / folder), optimization={"max_steps": steps},
                                         meta={"load_checkpoint": resume}))
-    train(cfg(4, False))
-    path = tmp_path / "run" / "jepa-latest.pth.tar"
-    ckpt = read_checkpoint(path)
-    del ckpt["jepa_scale"]  # what the official trainer writes: whole epochs, no data position
-    torch.save(ckpt, path)
-    trainer = Trainer(cfg(6, True))
+    train(cfg("ours", 4, False))
+    official = official_checkpoint_from(read_checkpoint(tmp_path / "ours" / "jepa-latest.pth.tar"))
+    (tmp_path / "official").mkdir()
+    torch.save(official, tmp_path / "official" / "jepa-latest.pth.tar")
+    trainer = Trainer(cfg("official", 6, True))
     assert trainer.step == 4 and trainer.streams[0].next_batch == 4  # epoch 1 x ipe 4
-    assert trainer.run()["step"] == 6
+    opt = trainer.engine.optimizer
+    assert all(g["fused"] for g in opt.param_groups)  # the device-side skip still works
+    loaded, saved = opt.state_dict()["state"], official["opt"]["state"]
+    assert loaded.keys() == saved.keys() and all(torch.equal(loaded[k]["exp_avg"], saved[k]["exp_avg"]) for k in saved)
+    out = trainer.run()  # used to fail at the first step: "Expected grad_scale and found_inf to be None"
+    assert out["step"] == 6 and torch.isfinite(torch.tensor(out["loss"]))
 
 
 class PoisonedStream:

@@ -1,9 +1,10 @@
-"""The checkpointer: when a run writes checkpoints, in which format, and where it resumes from.
+"""The checkpointer: when a run writes checkpoints, in which format, what it keeps, and where it resumes from.
 
-Engines with sharded checkpoints write their own format under `<folder>/checkpoints/`; the others write one
-official-layout file `<folder>/<write_tag>-latest.pth.tar` (rank 0). Either way the file carries our resume state
-(exact step, every rank's data position) beside the official keys, and `meta.save_every_freq` keeps a copy every
-N epochs. The training loop only asks `due(step)`, `save(...)` and `resume(...)`.
+Every checkpoint is a step folder under `<folder>/checkpoints/` (see store.py): the official single file
+(`checkpoint.pth.tar`, engines without sharding; also linked as `<folder>/<write_tag>-latest.pth.tar`, where the
+official tools look) or the engine's sharded files, plus our resume state (exact step, every rank's data position),
+then a manifest of every file's size and checksum, written last. A resume takes the newest checkpoint whose files
+all verify and says which it skipped and why. The training loop only asks `due(step)`, `save(...)`, `resume(...)`.
 """
 from __future__ import annotations
 
@@ -12,12 +13,19 @@ import os
 import shutil
 from pathlib import Path
 
-from jepa_scale.checkpoint.official import atomic_save, official_checkpoint, read_checkpoint
+from jepa_scale.checkpoint.manifest import checkpoint_files, digest, problems, share, write_manifest
+from jepa_scale.checkpoint.official import CheckpointError, atomic_save, official_checkpoint, read_checkpoint
+from jepa_scale.checkpoint.store import (FORMAT_ENGINES, OFFICIAL_FILE, CheckpointStore, Stored, read_extra,
+                                         write_extra)
 from jepa_scale.config import save_config
 from jepa_scale.optim import Schedules
 
 log = logging.getLogger(__name__)
-VERSION = 2  # of our resume state: data positions per [rank][micro-batch]
+VERSION = 3  # of our resume state: data positions per [rank][micro-batch]; 3: in jepa_scale.json beside the files
+
+
+class RunFolderError(RuntimeError):
+    """A fresh run was pointed at a folder that holds another run; the message names it and the ways out."""
 
 
 class Checkpointer:
@@ -28,63 +36,166 @@ class Checkpointer:
         self.every = cfg.logging.checkpoint_freq or self.ipe
         self.schedules = Schedules.from_config(cfg.optimization)
         self.latest_path = self.folder / f"{self.tag}-latest.pth.tar"
-        self.sharded_root = self.folder / "checkpoints"
+        self.store = CheckpointStore(self.folder / "checkpoints")
+        self.resumed: dict | None = None  # the resume state of the checkpoint this run started from
 
     @property
     def location(self) -> Path:
-        """Where this run's checkpoints go: one official file, or the sharded checkpoints' folder."""
-        return self.sharded_root if self.engine.sharded_checkpoints else self.latest_path
+        """Where this run's newest checkpoint is: the official file, or the sharded checkpoints' folder."""
+        return self.latest_path if self.engine.checkpoint_format == "official" else self.store.root
 
-    def write_config(self):
-        """The resolved config beside the checkpoints (rank 0 only: every rank holds the same)."""
-        if self.engine.rank == 0:
+    # -- start-up
+    def prepare(self, resume: bool):
+        """Before anything is written: refuse a folder that holds another run (fresh starts), remove what
+        interrupted saves of this run left, write the config (rank 0)."""
+        if any(part.startswith("your_") for part in self.folder.parts):
+            raise RunFolderError(f"logging.folder is {self.folder}, the official config's placeholder: set it to "
+                                 f"where this run's checkpoints and logs go (--set logging.folder=...)")
+        e, previous = self.engine, self.previous_run()
+        if previous and not resume and not self.cfg.logging.overwrite:
+            raise RunFolderError(
+                f"{self.folder} holds another run ({', '.join(previous)}): resume it with "
+                f"--set meta.load_checkpoint=true, or choose a new logging.folder, or replace it with "
+                f"--set logging.overwrite=true")
+        if e.rank == 0:
+            if previous and not resume:
+                self._remove_previous_run()
+                log.warning("logging.overwrite: removed the previous run in %s (%s)", self.folder, ", ".join(previous))
+            for path in self.store.stale() + list(self.folder.glob(f".{self.latest_path.name}.tmp-*")):
+                log.info("removing %s, left by an interrupted save", path)
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
             self.folder.mkdir(parents=True, exist_ok=True)
-            save_config(self.cfg, self.folder / "config.yaml")
+            save_config(self.cfg, self.folder / "config.yaml")  # every rank holds the same: rank 0 writes it
+        e.barrier()
 
+    def previous_run(self) -> list[str]:
+        """What of an earlier run the folder holds: checkpoints and logs."""
+        found = [p for p in (self.store.root, self.latest_path) if p.exists() and (p.is_file() or self.store.any())]
+        found += sorted(self.folder.glob(f"{self.tag}_r*.csv"))
+        return [str(p.relative_to(self.folder)) for p in found]
+
+    def _remove_previous_run(self):
+        shutil.rmtree(self.store.root, ignore_errors=True)
+        shutil.rmtree(self.folder / "tensorboard", ignore_errors=True)
+        for path in [self.latest_path, *self.folder.glob(f"{self.tag}_r*.csv"), *self.folder.glob("skipped_videos*")]:
+            path.unlink(missing_ok=True)
+
+    # -- saving
     def due(self, step: int) -> bool:
         """Whether the run checkpoints after `step` steps."""
         return step % self.every == 0 or step == self.stop_step
+
+    def save(self, step: int, loss: float, streams: list):
+        """Every rank calls it (the data positions are gathered from all, every rank writes its part)."""
+        e, path = self.engine, self.store.path(step)
+        extra = {"step": step, "data": e.gather_object([s.state_dict() for s in streams]), "version": VERSION,
+                 "epoch": step // self.ipe, "loss": loss, "batch_size": self.cfg.data.batch_size,
+                 "world_size": e.world_size, "lr": self.schedules.lr(step)}
+        if e.rank == 0:
+            shutil.rmtree(path, ignore_errors=True)  # an incomplete save of this step, or an older run's
+            path.mkdir(parents=True)
+        e.barrier()
+        if e.checkpoint_format == "official":
+            if e.rank == 0:
+                meta = {k: extra[k] for k in ("epoch", "loss", "batch_size", "world_size", "lr")}
+                atomic_save(official_checkpoint(e.state_dicts(), e.optimizer.state_dict(), **meta, extra=extra),
+                            path / OFFICIAL_FILE)
+        else:
+            e.save_sharded(path, extra)
+        if e.rank == 0:
+            write_extra(path, extra)
+        e.barrier()
+        self._seal(path, step)
+        log.info("checkpoint at step %d: %s", step, path)
+
+    def _seal(self, path: Path, step: int):
+        """The manifest, once every rank's files are there; then pointers, epoch copies and retention."""
+        e = self.engine
+        names = checkpoint_files(path)
+        parts = e.gather_object({n: digest(path / n) for n in share(names, e.rank, e.world_size)})
+        if e.rank == 0:
+            files = {n: d for part in parts for n, d in part.items()}
+            write_manifest(path, files, {"step": step, "format": e.checkpoint_format, "world_size": e.world_size,
+                                         "batch_size": self.cfg.data.batch_size})
+            self.store.point_latest(path)
+            if e.checkpoint_format == "official":
+                _link(path / OFFICIAL_FILE, self.latest_path)
+            if self._keeps_epoch_copy(step):
+                epoch = step // self.ipe
+                if e.checkpoint_format == "official":
+                    _link(path / OFFICIAL_FILE, self.folder / f"{self.tag}-e{epoch}.pth.tar")
+                else:
+                    _copy_folder(path, self.store.root / f"{self.tag}-e{epoch}")
+            for old in self.store.prune(self.cfg.logging.keep_latest):
+                log.info("removed %s (logging.keep_latest=%d)", old, self.cfg.logging.keep_latest)
+        e.barrier()
 
     def _keeps_epoch_copy(self, step: int) -> bool:
         every = self.cfg.meta.save_every_freq
         return every > 0 and step % self.ipe == 0 and (step // self.ipe) % every == 0
 
-    def save(self, step: int, loss: float, streams: list):
-        """Every rank calls it (the data positions are gathered from all)."""
-        e = self.engine
-        extra = {"step": step, "data": e.gather_object([s.state_dict() for s in streams]), "version": VERSION}
-        meta = dict(epoch=step // self.ipe, loss=loss, batch_size=self.cfg.data.batch_size, world_size=e.world_size,
-                    lr=self.schedules.lr(step))
-        if e.sharded_checkpoints:
-            path = Path(e.save_sharded(self.sharded_root, step, {**extra, **meta}))
-            copy = self.sharded_root / f"{self.tag}-e{step // self.ipe}"
-        else:
-            path = self.latest_path
-            if e.rank == 0:
-                atomic_save(official_checkpoint(e.state_dicts(), e.optimizer.state_dict(), **meta, extra=extra), path)
-            copy = self.folder / f"{self.tag}-e{step // self.ipe}.pth.tar"
-        if self._keeps_epoch_copy(step):
-            e.barrier()  # every rank's part is written before rank 0 copies it
-            if e.rank == 0:
-                _copy(path, copy)
-        log.info("checkpoint at step %d: %s", step, path)
-
+    # -- resuming
     def resume(self, streams: list) -> int:
-        """Load the checkpoint this run resumes from into the engine and the streams; the step to continue at."""
-        name, e = self.cfg.meta.read_checkpoint, self.engine
-        ours = e.load_sharded(self.sharded_root) if e.sharded_checkpoints and not name else None
-        if ours is not None:
-            return self._restore_position(ours, self.sharded_root, streams)
-        # an official-layout file: ours, the official code's, or an export (also how a sharded run starts from one)
-        path = self.folder / name if name else self.latest_path
+        """Load the checkpoint this run resumes from into the engine and the streams; the step to continue at
+        (0, with a log line, when there is none yet: one command line serves the first start and every requeue)."""
+        name = self.cfg.meta.read_checkpoint
+        if name:
+            return self._resume_file(self.folder / name, streams)
+        found, skipped = self._newest_intact()
+        if found is None:
+            found = self.store.legacy()
+        if found is not None:
+            return self._resume_stored(found, streams)
+        if self.latest_path.is_file() and not any(os.path.samefile(self.latest_path, p) for p in skipped):
+            return self._resume_file(self.latest_path, streams)  # the official code's, or an imported one
+        if skipped:
+            raise CheckpointError(f"{self.store.root}: no checkpoint is intact (see the warnings above); the run "
+                                  f"cannot resume: start it in a new logging.folder")
+        log.info("no checkpoint in %s yet: starting fresh", self.folder)
+        return 0
+
+    def _newest_intact(self) -> tuple[Stored | None, list[Path]]:
+        """The newest complete checkpoint whose files all verify (every rank checks its share), and the files of
+        those skipped."""
+        e, skipped = self.engine, []
+        for stored in self.store.complete():
+            names = sorted(stored.manifest["files"])
+            bad = [p for part in e.gather_object(problems(stored.path, stored.manifest,
+                                                          share(names, e.rank, e.world_size))) for p in part]
+            if not bad:
+                return stored, skipped
+            log.warning("skipping %s: %s", stored.path, "; ".join(bad[:5]) + (" ..." if len(bad) > 5 else ""))
+            skipped += [stored.path / n for n in names if (stored.path / n).is_file()]
+        return None, skipped
+
+    def _resume_stored(self, stored: Stored, streams: list) -> int:
+        e = self.engine
+        fmt = (stored.manifest or {}).get("format", e.checkpoint_format)
+        if fmt == "official":
+            ckpt = read_checkpoint(stored.path / OFFICIAL_FILE)
+            e.load_state_dicts(ckpt, str(stored.path / OFFICIAL_FILE))
+        elif fmt != e.checkpoint_format:
+            raise CheckpointError(
+                f"{stored.path} was written by distributed.engine={FORMAT_ENGINES[fmt]} ({fmt} format); this run "
+                f"uses the {FORMAT_ENGINES[e.checkpoint_format]} engine: resume with "
+                f"distributed.engine={FORMAT_ENGINES[fmt]}, or export it (python -m jepa_scale.checkpoint export "
+                f"{self.folder} OUT.pth.tar) and import that into a new run folder")
+        else:
+            e.load_sharded(stored.path)
+        extra = read_extra(stored.path)
+        return self._restore_position(extra, stored.path, streams)
+
+    def _resume_file(self, path: Path, streams: list) -> int:
+        """An official-layout file: ours, the official code's, or an export (also how a sharded run starts)."""
         ckpt = read_checkpoint(path)
-        e.load_state_dicts(ckpt, str(path))
+        self.engine.load_state_dicts(ckpt, str(path))
         if ckpt.get("jepa_scale"):
             return self._restore_position(ckpt["jepa_scale"], path, streams)
         # an official checkpoint: it stores whole epochs only, and no data position
         step = ckpt["epoch"] * self.ipe
         for stream in streams:
             stream.load_state_dict({"next_batch": step})
+        self.resumed = {"step": step, "loss": float(ckpt.get("loss", 0.0))}
         log.warning("%s has no data position (official checkpoint): continuing at batch %d", path, step)
         return step
 
@@ -94,21 +205,35 @@ class Checkpointer:
         if isinstance(data, dict):  # version 1: one stream, one rank
             data = [[data]]
         if len(data) != e.world_size or len(data[e.rank]) != len(streams):
-            raise ValueError(f"{source} was written by {len(data)} ranks x {len(data[0])} micro-batches; this run "
-                             f"has {e.world_size} x {len(streams)}: the data positions cannot be mapped")
+            raise CheckpointError(f"{source} was written by {len(data)} ranks x {len(data[0])} micro-batches; this "
+                                  f"run has {e.world_size} x {len(streams)}: the data positions cannot be mapped "
+                                  f"(resume with the same number of processes and distributed.micro_batch_size)")
+        if ours.get("batch_size", self.cfg.data.batch_size) != self.cfg.data.batch_size:
+            log.warning("%s was trained with data.batch_size=%s; this run uses %d: the data order and the "
+                        "losses will differ from an uninterrupted run", source, ours["batch_size"],
+                        self.cfg.data.batch_size)
         for stream, state in zip(streams, data[e.rank]):
             stream.load_state_dict(state)
+        self.resumed = ours
         log.info("resumed from %s at step %d", source, ours["step"])
         return ours["step"]
 
 
-def _copy(src: Path, dst: Path):
-    """Copy a checkpoint file or folder so that `dst` appears only once complete."""
+def _link(src: Path, dst: Path):
+    """dst becomes src's content atomically: a hard link (no second copy on disk), else a copy."""
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _copy_folder(src: Path, dst: Path):
+    """Copy a checkpoint folder so that `dst` appears only once complete."""
     tmp = dst.with_name(f".{dst.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    if src.is_dir():
-        shutil.copytree(src, tmp)
-        shutil.rmtree(dst, ignore_errors=True)
-    else:
-        shutil.copyfile(src, tmp)
+    shutil.copytree(src, tmp)
+    shutil.rmtree(dst, ignore_errors=True)
     os.replace(tmp, dst)

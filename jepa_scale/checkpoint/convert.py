@@ -2,7 +2,6 @@
 and import an official-layout file as the checkpoint a run resumes from."""
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -11,7 +10,8 @@ import torch
 import yaml
 
 from jepa_scale.checkpoint.official import CheckpointError, atomic_save, official_checkpoint, read_checkpoint
-from jepa_scale.checkpoint.sharded import EXTRA, latest_checkpoint
+from jepa_scale.checkpoint.manifest import problems
+from jepa_scale.checkpoint.store import OFFICIAL_FILE, CheckpointStore, Stored, read_extra
 
 RUN_KEYS = ("opt", "epoch")  # besides the modules, which the run's recipe names
 
@@ -57,27 +57,40 @@ def _with_run_state(modules: dict, opt: dict, extra: dict) -> dict:
                                extra={k: extra[k] for k in ("step", "data", "version")})
 
 
+def newest_intact(root: Path) -> Stored | None:
+    """The run's newest checkpoint whose files all verify (or one from before manifests)."""
+    store = CheckpointStore(root)
+    for stored in store.complete():
+        if not problems(stored.path, stored.manifest, sorted(stored.manifest["files"])):
+            return stored
+    return store.legacy()
+
+
+def _format(stored: Stored) -> str:
+    if stored.manifest:
+        return stored.manifest["format"]
+    return "deepspeed" if list(stored.path.glob("*model_states.pt")) else "dcp"  # from before manifests
+
+
 def export_run(run_dir: str | Path, out: str | Path) -> Path:
     """The run's newest checkpoint as one official-layout file (strictly loadable by the official code's layout)."""
     run_dir = Path(run_dir)
-    root = run_dir / "checkpoints"
-    if (root / "latest").is_file():
-        tag = (root / "latest").read_text().strip()
-        if list((root / tag).glob("*model_states.pt")):  # DeepSpeed's format
-            return _export_deepspeed(root, tag, out)
-    sharded = latest_checkpoint(root)
-    if sharded is None:
-        src = run_dir / f"{_write_tag(run_dir)}-latest.pth.tar"
+    stored = newest_intact(run_dir / "checkpoints")
+    fmt = _format(stored) if stored else None
+    if stored is None or fmt == "official":
+        src = stored.path / OFFICIAL_FILE if stored else run_dir / f"{_write_tag(run_dir)}-latest.pth.tar"
         read_checkpoint(src)  # fails with the file's name if it is missing or unreadable
         shutil.copyfile(src, out)
         return Path(out)
+    if fmt == "deepspeed":
+        return _export_deepspeed(stored.path.parent, stored.path.name, out)
     from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
     with tempfile.TemporaryDirectory() as tmp:
         flat = Path(tmp) / "full.pt"
-        dcp_to_torch_save(str(sharded), str(flat))
+        dcp_to_torch_save(str(stored.path), str(flat))
         state = torch.load(flat, map_location="cpu", weights_only=True)
-    extra = json.loads((sharded / EXTRA).read_text())
+    extra = read_extra(stored.path)
     atomic_save(_with_run_state(state["model"], _official_optimizer(state["optim"]), extra), out)
     return Path(out)
 
@@ -85,9 +98,9 @@ def export_run(run_dir: str | Path, out: str | Path) -> Path:
 def import_checkpoint(src: str | Path, run_dir: str | Path) -> Path:
     """Make an official-layout file the checkpoint `run_dir` resumes from (meta.load_checkpoint: true)."""
     run_dir = Path(run_dir)
-    if latest_checkpoint(run_dir / "checkpoints") is not None:
-        raise CheckpointError(f"{run_dir} already has sharded checkpoints, which a resume would prefer: import into a "
-                              f"new folder")
+    if CheckpointStore(run_dir / "checkpoints").any():
+        raise CheckpointError(f"{run_dir} already has checkpoints, which a resume would prefer: import into a new "
+                              f"folder")
     ckpt = read_checkpoint(src)
     missing = [k for k in RUN_KEYS if k not in ckpt]
     if missing:

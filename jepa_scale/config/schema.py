@@ -95,6 +95,8 @@ class DataConfig:
     sampling: str = "epoch"  # ours: epoch (each sample once per epoch) | resampled (i.i.d. draws by weight)
     decoder: str = "auto"  # ours: auto (dali with shards on a GPU when installed, else pyav) | dali | pyav
     dali_pipelines: int = 2  # ours: DALI decode pipelines per GPU (one NVDEC engine each; an H100 has 7)
+    # ours: the stream gives up after this many videos in a row gave no clip (or a whole pass over the list did)
+    max_consecutive_failures: int = 500
 
 
 @dataclass
@@ -114,6 +116,8 @@ class LoggingConfig:
     log_freq: int = 10  # ours: steps between host syncs for logging
     checkpoint_freq: int = 0  # ours: steps between checkpoints (0: once per epoch, as the official code)
     tensorboard: bool = True  # ours
+    keep_latest: int = 2  # ours: complete checkpoints kept (older ones are removed; save_every_freq copies stay)
+    overwrite: bool = False  # ours: a fresh run may replace another run's checkpoints and logs in its folder
 
 
 @dataclass
@@ -199,6 +203,9 @@ class DistributedConfig:  # ours
     compile: bool = False  # torch.compile each encoder and predictor block (before sharding)
     compile_backend: str = "inductor"
     micro_batch_size: Optional[int] = None  # per-device micro-batch; data.batch_size / it micro-batches accumulate
+    # a collective that waits longer (a rank died or hangs) ends the job instead of PyTorch's 30-minute wait
+    collective_timeout_s: int = 600
+    check_memory: bool = True  # refuse to start when the planner predicts more memory than the device has
 
 
 @dataclass
@@ -239,6 +246,8 @@ class PretrainConfig:
         need(d.num_clips > 0, "data.num_clips", f"must be positive, got {d.num_clips}")
         need(d.num_workers >= 0, "data.num_workers", f"must be >= 0, got {d.num_workers}")
         need(d.dali_pipelines > 0, "data.dali_pipelines", f"must be positive, got {d.dali_pipelines}")
+        need(d.max_consecutive_failures > 0, "data.max_consecutive_failures",
+             f"must be positive, got {d.max_consecutive_failures}")
         need(d.decoder in ("auto", "pyav", "dali"), "data.decoder", f"must be auto, pyav or dali, got {d.decoder!r}")
         need(d.dataset_type == "VideoDataset", "data.dataset_type",
              f"only VideoDataset is supported for video pretraining, got {d.dataset_type!r}")
@@ -296,6 +305,7 @@ class PretrainConfig:
         need(not o.resume_anneal, "optimization.resume_anneal", f"is true, but {cooldown}")
         need(self.loss.loss_exp > 0, "loss.loss_exp", f"must be positive, got {self.loss.loss_exp}")
         need(self.logging.log_freq > 0, "logging.log_freq", f"must be positive, got {self.logging.log_freq}")
+        need(self.logging.keep_latest > 0, "logging.keep_latest", f"must be positive, got {self.logging.keep_latest}")
         dc = self.distributed
         need(dc.engine in ("auto", "single", "ddp", "fsdp", "deepspeed"), "distributed.engine",
              f"must be auto, single, ddp, fsdp or deepspeed, got {dc.engine!r}")
@@ -304,6 +314,7 @@ class PretrainConfig:
         need(dc.activation_checkpointing in ("none", "full", "every_k"), "distributed.activation_checkpointing",
              f"must be none, full or every_k, got {dc.activation_checkpointing!r}")
         need(dc.checkpoint_every > 0, "distributed.checkpoint_every", "must be positive")
+        need(dc.collective_timeout_s > 0, "distributed.collective_timeout_s", "must be positive")
         if dc.micro_batch_size is not None:
             need(dc.micro_batch_size > 0 and d.batch_size % dc.micro_batch_size == 0, "distributed.micro_batch_size",
                  f"must divide data.batch_size={d.batch_size}, got {dc.micro_batch_size}")

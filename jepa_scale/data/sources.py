@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 
 import torch
 
 from jepa_scale.config.schema import dali_unsupported
 from jepa_scale.data.csv_source import DataError, VideoRecord, read_video_lists
-from jepa_scale.data.shards.source import read_shard_datasets
+from jepa_scale.data.shards.source import read_shard_datasets, shard_codec
+from jepa_scale.distributed.env import local_processes
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,30 @@ def resolve_decoder(data_cfg) -> str:
     return "dali"
 
 
+DALI_CPU_CODECS = ("vp8", "vp9", "mjpeg")  # what DALI's CPU video decoder reads; H.264/HEVC need NVDEC
+
+
+def check_dali_cpu_codecs(shard_dirs: list[str]):
+    """DALI's CPU build fails on H.264 with an internal assert: say what it reads before it gets there."""
+    for folder in shard_dirs:
+        codec = shard_codec(folder)
+        if codec not in (None, "copy", *DALI_CPU_CODECS):
+            raise DataError(f"{folder}: {codec} shards, but DALI's CPU decoder reads only {', '.join(DALI_CPU_CODECS)}"
+                            f": use data.decoder: pyav, a GPU, or shards made with make_shards --codec vp9")
+
+
+def loader_workers(requested: int, streams: int) -> int:
+    """Loader workers per stream: at most the cores this process may use, shared by its streams and by the other
+    processes of the job on this machine (more only thrash the cores and multiply the memory)."""
+    cores = len(os.sched_getaffinity(0)) // local_processes()
+    cap = max(1, cores // max(1, streams))
+    if requested > cap:
+        log.warning("data.num_workers=%d but %d core(s) are there for each of this process's %d stream(s): using %d "
+                    "worker(s)", requested, max(1, cores), streams, cap)
+        return cap
+    return requested
+
+
 def open_streams(cfg, micro_indices: list[int], num_micro: int, device: torch.device, mask_fns: dict | None = None,
                  skip_report=None, decoder=None) -> list:
     """One data stream per micro-batch index of this rank (DaliStream or DataStream over VideoBatches), over
@@ -58,6 +84,9 @@ def open_streams(cfg, micro_indices: list[int], num_micro: int, device: torch.de
     if kind == "dali":
         from jepa_scale.data.dali_stream import DaliStream
 
+        if device.type != "cuda":
+            check_dali_cpu_codecs(cfg.data.shards)
+
         if weights is not None and len(datasets) > 1:
             log.warning("the DALI reader draws uniformly from all shards: dataset weights %s are not applied "
                         "(use data.decoder=pyav to mix by weight)", weights)
@@ -65,7 +94,8 @@ def open_streams(cfg, micro_indices: list[int], num_micro: int, device: torch.de
         device_id = device.index or 0 if device.type == "cuda" else None
         return [DaliStream(tars, cfg, cfg.meta.seed, m, num_micro, device_id, cfg.data.dali_pipelines, mask_fns)
                 for m in micro_indices]
+    workers = loader_workers(cfg.data.num_workers, len(micro_indices))
     return [DataStream(VideoBatches(datasets, cfg, seed=cfg.meta.seed, micro_index=m, num_micro=num_micro,
                                     decoder=decoder, weights=weights, mask_fns=mask_fns),
-                       cfg.data.num_workers, device.type == "cuda", skip_report=skip_report)
+                       workers, device.type == "cuda", skip_report=skip_report)
             for m in micro_indices]

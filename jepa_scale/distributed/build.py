@@ -1,7 +1,6 @@
 """The engine a config asks for, on the processes the launcher started."""
 from __future__ import annotations
 
-import torch
 
 from jepa_scale.distributed.engine import Engine, SingleEngine
 from jepa_scale.distributed.env import detect, init_process_group
@@ -17,16 +16,15 @@ def build_engine(cfg, local_rank: int | None = None) -> Engine:
     """The configured engine; `auto` follows the launcher: one process -> single, the deepspeed launcher ->
     deepspeed, several processes otherwise (torchrun, srun) -> ddp. local_rank: deepspeed's `--local_rank`."""
     env = detect(local_rank_arg=local_rank)
-    device = init_process_group(env)
     kind, dc = cfg.distributed.engine, cfg.distributed
     if kind == "auto":
         kind = "single" if env.world_size == 1 else "deepspeed" if env.launcher == "deepspeed" else "ddp"
+    if kind == "single" and env.world_size > 1:
+        raise ValueError(f"distributed.engine=single but the launcher started {env.world_size} processes")
+    # a sharded engine runs on one process too (ZeRO-Offload on one GPU): in a group of one
+    device = init_process_group(env, group_of_one=kind != "single", timeout_s=dc.collective_timeout_s)
     if kind == "single":
-        if env.world_size > 1:
-            raise ValueError(f"distributed.engine=single but the launcher started {env.world_size} processes")
         return SingleEngine(device, cfg.meta.dtype)
-    if env.world_size == 1 and not torch.distributed.is_initialized():
-        raise ValueError(f"distributed.engine={kind} needs a process group: launch with torchrun or deepspeed")
     if kind == "fsdp":
         from jepa_scale.distributed.fsdp import FSDPEngine
 

@@ -7,11 +7,11 @@ The optimizer is our fused torch AdamW (no JIT-compiled DeepSpeed Adam); its `fo
 """
 from __future__ import annotations
 
-import os
 
 import torch
 import torch.nn as nn
 
+from jepa_scale.checkpoint import CheckpointError
 from jepa_scale.distributed.engine import ProcessGroupMixin, SingleEngine
 from jepa_scale.optim import ema_update, skip_next_step_if
 
@@ -58,7 +58,7 @@ def _base_optimizer(opt):
 
 
 class DeepSpeedEngine(ProcessGroupMixin, SingleEngine):
-    sharded_checkpoints = True
+    checkpoint_format = "deepspeed"
 
     def __init__(self, device, dtype: str, stage: int, micro_batch: int, offload_optimizer: bool = False):
         super().__init__(device, dtype)
@@ -111,16 +111,13 @@ class DeepSpeedEngine(ProcessGroupMixin, SingleEngine):
         raise NotImplementedError(f"{source}: starting a DeepSpeed run from an official-layout file is not supported "
                                   f"yet; resume from the run's own checkpoints, or use the fsdp or ddp engine")
 
-    def save_sharded(self, root, step, extra):
-        tag = f"step-{step:08d}"
-        # DeepSpeed writes every rank's partitions under root/tag, then `latest` (so it counts once complete)
-        self.ds.save_checkpoint(str(root), tag=tag, client_state={"jepa_scale": extra})
-        return f"{root}/{tag}"
+    def save_sharded(self, path, extra):
+        # no `latest` from DeepSpeed: its rank 0 writes it before the other ranks finish their partitions; the
+        # checkpointer's manifest says when the folder is complete
+        self.ds.save_checkpoint(str(path.parent), tag=path.name, client_state={"jepa_scale": extra}, save_latest=False)
 
-    def load_sharded(self, root):
-        if not os.path.isfile(os.path.join(str(root), "latest")):
-            return None
-        path, client = self.ds.load_checkpoint(str(root))
-        if path is None:
-            raise RuntimeError(f"{root}: DeepSpeed could not load the checkpoint its `latest` file names")
-        return client["jepa_scale"]
+    def load_sharded(self, path):
+        loaded, client = self.ds.load_checkpoint(str(path.parent), tag=path.name)
+        if loaded is None:
+            raise CheckpointError(f"{path}: DeepSpeed could not load this checkpoint")
+        return client.get("jepa_scale")

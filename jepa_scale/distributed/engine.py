@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from jepa_scale.checkpoint import CheckpointError, load_strict
 from jepa_scale.distributed.model_set import ModelSet
-from jepa_scale.optim import ema_update, skip_next_step_if
+from jepa_scale.optim import ema_update, load_optimizer_state, skip_next_step_if
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,9 @@ class Engine(ABC):
     world_size: int = 1
     device: torch.device
     amp_dtype: torch.dtype | None = None  # autocast dtype, None: float32
-    sharded_checkpoints = False  # True: save_sharded/load_sharded in the engine's own format, else one official file
+    # "official": one official-layout file (the checkpointer writes it from state_dicts); otherwise the engine's own
+    # sharded format, written by save_sharded / read by load_sharded on every rank
+    checkpoint_format = "official"
     model_set: ModelSet  # the placed modules
     models: dict[str, nn.Module]  # what a task calls, by name (wrapped where the engine wraps)
     modules: dict[str, nn.Module]  # the plain modules, by name (state dicts)
@@ -93,18 +95,22 @@ class Engine(ABC):
         for name, module in self.modules.items():
             load_strict(module, section(ckpt, name, source), name, source)
         if has_optimizer_state(ckpt, source):
-            self.optimizer.load_state_dict(ckpt["opt"])
+            load_optimizer_state(self.optimizer, ckpt["opt"])
 
-    def save_sharded(self, root, step: int, extra: dict):
-        """Write a sharded checkpoint under `root` (every rank calls it); it counts only once complete."""
+    def save_sharded(self, path, extra: dict):
+        """Write this rank's part of a sharded checkpoint into the folder `path` (every rank calls it)."""
         raise NotImplementedError(f"{type(self).__name__} writes official single-file checkpoints")
 
-    def load_sharded(self, root) -> dict | None:
-        """Load the newest complete sharded checkpoint under `root`; its extra data, or None when there is none."""
+    def load_sharded(self, path) -> dict | None:
+        """Load the sharded checkpoint in the folder `path` (every rank calls it); extra data it carries, if any."""
         raise NotImplementedError(f"{type(self).__name__} reads official single-file checkpoints")
 
     def barrier(self):
         pass
+
+    def close(self):
+        """Leave the process group (every rank, at the end): a gloo group left to the interpreter's exit can abort
+        the process after the run has finished."""
 
     def all_reduce_mean(self, t: torch.Tensor) -> torch.Tensor:
         return t
@@ -166,6 +172,11 @@ class ProcessGroupMixin:
 
     def barrier(self):
         dist.barrier()
+
+    def close(self):
+        if dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
 
     def all_reduce_mean(self, t):
         t = t.detach().clone()

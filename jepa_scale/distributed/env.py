@@ -1,7 +1,9 @@
 """Rank, local rank and world size from whichever launcher started us: python, torchrun, deepspeed or srun."""
 from __future__ import annotations
 
+import datetime
 import os
+import socket
 from dataclasses import dataclass
 
 import torch
@@ -27,20 +29,31 @@ def detect(environ: dict | None = None, local_rank_arg: int | None = None) -> Di
     return DistEnv()
 
 
-def init_process_group(env: DistEnv) -> torch.device:
-    """Join the process group (NCCL on GPUs, gloo on CPU) when there are several ranks; returns this rank's device."""
+def init_process_group(env: DistEnv, group_of_one: bool = False, timeout_s: float = 1800) -> torch.device:
+    """Join the process group (NCCL on GPUs, gloo on CPU) when there are several ranks, or for one process when
+    `group_of_one` (a sharded engine on a single GPU, e.g. ZeRO-Offload); returns this rank's device. A collective
+    that waits `timeout_s` (a rank died) raises instead of hanging."""
     cuda = torch.cuda.is_available()
     device = torch.device("cuda", env.local_rank) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)
     if not cuda:
         _no_deepspeed_shm_op()
-    if env.world_size > 1 and not dist.is_initialized():
+    if (env.world_size > 1 or group_of_one) and not dist.is_initialized():
         if env.launcher == "slurm":  # srun sets no rendezvous variables: the launch script exports MASTER_ADDR/PORT
             os.environ.setdefault("RANK", str(env.rank))
             os.environ.setdefault("WORLD_SIZE", str(env.world_size))
-        dist.init_process_group("nccl" if cuda else "gloo", rank=env.rank, world_size=env.world_size)
+        # a plain `python` start of one process has no rendezvous: a free local port serves
+        init = "env://" if "MASTER_ADDR" in os.environ else f"tcp://127.0.0.1:{_free_port()}"
+        dist.init_process_group("nccl" if cuda else "gloo", init_method=init, rank=env.rank,
+                                world_size=env.world_size, timeout=datetime.timedelta(seconds=timeout_s))
     return device
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _no_deepspeed_shm_op():
@@ -51,3 +64,8 @@ def _no_deepspeed_shm_op():
     except ImportError:
         return
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
+
+def local_processes() -> int:
+    """Processes of this job on this machine (they share its cores and memory)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("SLURM_NTASKS_PER_NODE", "1")))

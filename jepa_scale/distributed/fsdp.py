@@ -15,13 +15,13 @@ from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import distribute_tensor
 
 from jepa_scale.checkpoint import check_matches
-from jepa_scale.checkpoint.sharded import latest_checkpoint, load_sharded, save_sharded
+from jepa_scale.checkpoint.sharded import load_dcp, save_dcp
 from jepa_scale.distributed.engine import ProcessGroupMixin, SingleEngine, has_optimizer_state, section
-from jepa_scale.optim import ema_update
+from jepa_scale.optim import ema_update, load_optimizer_state
 
 
 class FSDPEngine(ProcessGroupMixin, SingleEngine):
-    sharded_checkpoints = True
+    checkpoint_format = "dcp"
 
     def __init__(self, device, dtype: str = "bfloat16", reshard_after_forward: bool = True, hsdp_replicas: int = 1):
         super().__init__(device, dtype)
@@ -68,19 +68,15 @@ class FSDPEngine(ProcessGroupMixin, SingleEngine):
         opt = dict(ckpt["opt"])
         opt["state"] = {i: {k: distribute_tensor(v.to(self.device), params[i].device_mesh, params[i].placements)
                             if k != "step" else v for k, v in st.items()} for i, st in opt["state"].items()}
-        self.optimizer.load_state_dict(opt)
+        load_optimizer_state(self.optimizer, opt)
 
-    def save_sharded(self, root, step, extra):
-        return save_sharded(root, step, self.sharded_state(), extra, self.rank)
+    def save_sharded(self, path, extra):
+        save_dcp(path, self.sharded_state())
 
-    def load_sharded(self, root):
-        path = latest_checkpoint(root)
-        if path is None:
-            return None
+    def load_sharded(self, path):
         state = self.sharded_state()
-        extra = load_sharded(path, state)
+        load_dcp(path, state)
         self.load_sharded_state(state)
-        return extra
 
     def _trainable(self) -> nn.Module:
         # a view that names parameters "<module>.*" for the optimizer's sharded state dict

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -19,7 +20,8 @@ RATE_COLUMNS = ("samples_per_s", "tokens_per_s", "tflops_per_s", "mfu", "data_wa
 class Metrics:
     def __init__(self, folder: str | Path, write_tag: str, columns: tuple[str, ...], rank: int = 0,
                  tensorboard: bool = True,
-                 log_freq: int = 10, samples_per_step: int = 1, resume: bool = False, tokens_per_sample: int = 0,
+                 log_freq: int = 10, samples_per_step: int = 1, resume_step: int | None = None,
+                 tokens_per_sample: int = 0,
                  device: torch.device | None = None, peak_tflops: float | None = None):
         self.folder = Path(folder)
         self.columns = ("epoch", "itr", *columns, *RATE_COLUMNS)
@@ -27,8 +29,11 @@ class Metrics:
         self.tokens_per_sample, self.peak_tflops = tokens_per_sample, peak_tflops
         self.cuda = device if device is not None and device.type == "cuda" else None
         self.csv_path = self.folder / f"{write_tag}_r{rank}.csv"
-        # a resumed run continues its log; a fresh run starts a new one
-        new = not (resume and self.csv_path.exists())
+        # a resumed run continues its log from the step it resumed at (the rows after its checkpoint, which the
+        # interrupted run wrote, are dropped); a fresh run starts a new one
+        new = resume_step is None or not self.csv_path.exists()
+        if not new:
+            _truncate_log(self.csv_path, resume_step)
         self._csv_file = open(self.csv_path, "w" if new else "a", newline="")
         self._csv = csv.writer(self._csv_file)
         if new:
@@ -36,7 +41,8 @@ class Metrics:
         self._tb = None
         if tensorboard and rank == 0:
             from torch.utils.tensorboard import SummaryWriter
-            self._tb = SummaryWriter(str(self.folder / "tensorboard"))
+            # purge_step hides the interrupted run's events from the resumed step on
+            self._tb = SummaryWriter(str(self.folder / "tensorboard"), purge_step=resume_step)
         self._rows: list[tuple[int, int, dict, dict]] = []
         self._data_wait = 0.0
         self._t0 = time.perf_counter()
@@ -93,3 +99,14 @@ class Metrics:
         self._csv_file.close()
         if self._tb:
             self._tb.close()
+
+
+def _truncate_log(path: Path, step: int):
+    """Keep the header and the rows of steps before `step` (atomically rewritten)."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    kept = rows[:1] + [r for r in rows[1:] if len(r) > 1 and r[1].isdigit() and int(r[1]) < step]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows(kept)
+    os.replace(tmp, path)

@@ -32,3 +32,12 @@ def read_shard_datasets(dirs: list[str]) -> tuple[list[list[VideoRecord]], list[
     if not datasets:
         raise DataError(f"no samples in the shard folders {', '.join(map(str, dirs))}")
     return datasets, weights
+
+
+def shard_codec(folder: str) -> str | None:
+    """The codec a shard folder was made with (`copy`: the sources' own, unknown here), None without a manifest."""
+    path = Path(folder) / MANIFEST if Path(folder).is_dir() else Path(folder)
+    if not path.is_file():
+        return None
+    options = json.loads(path.read_text()).get("options", {})
+    return "copy" if options.get("copy") else options.get("codec")

@@ -1,0 +1,35 @@
+"""What every entry point shares: logging per rank, and errors a user can fix as one line with an exit code."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from jepa_scale.checkpoint.checkpointer import RunFolderError
+from jepa_scale.checkpoint.official import CheckpointError
+from jepa_scale.config import ConfigError
+from jepa_scale.data.csv_source import DataError
+from jepa_scale.plan import DoesNotFit
+from jepa_scale.tasks import NonFiniteTraining
+
+# exception -> (exit code, what the line starts with); the first match wins, so subclasses come first
+USER_ERRORS = [(ConfigError, 2, "config error"), (NonFiniteTraining, 3, "stopped"), (DataError, 4, "data error"),
+               (CheckpointError, 5, "checkpoint error"), (RunFolderError, 6, "run folder"),
+               (DoesNotFit, 7, "does not fit")]
+
+
+def setup_logging():
+    """INFO on rank 0; the other ranks say only warnings and errors (a line each per rank would drown rank 0's)."""
+    rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format=f"%(asctime)s %(levelname)s [rank {rank}] %(name)s: %(message)s")
+
+
+def run_main(fn, *args, **kwargs) -> int:
+    """fn's exit code; a user-fixable error becomes one line on stderr and its kind's exit code."""
+    try:
+        return fn(*args, **kwargs)
+    except tuple(cls for cls, _, _ in USER_ERRORS) as e:
+        code, what = next((c, w) for cls, c, w in USER_ERRORS if isinstance(e, cls))
+        print(f"{what}: {e}", file=sys.stderr)
+        return code
