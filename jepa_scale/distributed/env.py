@@ -40,9 +40,9 @@ def init_process_group(env: DistEnv, group_of_one: bool = False, timeout_s: floa
     if not cuda:
         _no_deepspeed_shm_op()
     if (env.world_size > 1 or group_of_one) and not dist.is_initialized():
-        if env.launcher == "slurm":  # srun sets no rendezvous variables: the launch script exports MASTER_ADDR/PORT
-            os.environ.setdefault("RANK", str(env.rank))
-            os.environ.setdefault("WORLD_SIZE", str(env.world_size))
+        # srun (the launch script exports MASTER_ADDR/PORT) and a plain start set none of these; DeepSpeed reads them
+        for key, value in (("RANK", env.rank), ("WORLD_SIZE", env.world_size), ("LOCAL_RANK", env.local_rank)):
+            os.environ.setdefault(key, str(value))
         # a plain `python` start of one process has no rendezvous: a free local port serves
         init = "env://" if "MASTER_ADDR" in os.environ else f"tcp://127.0.0.1:{_free_port()}"
         dist.init_process_group("nccl" if cuda else "gloo", init_method=init, rank=env.rank,
