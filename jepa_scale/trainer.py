@@ -12,8 +12,9 @@ import torch
 from jepa_scale.checkpoint.checkpointer import Checkpointer
 from jepa_scale.data.seeds import micro_batch_ids
 from jepa_scale.distributed.build import build_engine, micro_batches
-from jepa_scale.distributed.env import local_processes
+from jepa_scale.distributed.env import local_processes, post_step
 from jepa_scale.distributed.engine import Engine
+from jepa_scale.launch.preemption import REQUEUE_SIGNALS, Preempted, PreemptionFlag, requeue_job
 from jepa_scale.models.attention import attention_kernels
 from jepa_scale.monitor.device_peak import device_peak_tflops
 from jepa_scale.monitor.metrics import Metrics
@@ -36,6 +37,7 @@ class Trainer:
         self.cfg = cfg
         o = cfg.optimization
         self.ipe, self.stop_step = o.ipe, min(o.epochs * o.ipe, o.max_steps or o.epochs * o.ipe)
+        self.preemption = PreemptionFlag().install()  # first: a signal during set-up is not lost
         self.owns_engine = engine is None  # then the run also ends the process group it joined
         self.engine = e = engine or build_engine(cfg, local_rank)
         if cfg.distributed.check_memory:
@@ -80,14 +82,30 @@ class Trainer:
             scalars, host_scalars = self.task.train_step(self.step, self.next_batches())
             flushed = self.metrics.log(self.step, self.step // self.ipe, scalars, host_scalars)
             self.step += 1
-            if flushed:
+            if flushed:  # the host synced: the moment to read device counters
                 self.task.after_flush(self.step, self.checkpointer.location)
             if self.checkpointer.due(self.step):
                 self.metrics.flush()
                 self.checkpointer.save(self.step, float(scalars["loss"]), self.streams)
+            if flushed:  # and to agree on preemption (one collective)
+                self.stop_if_preempted(scalars)
         if not scalars:  # nothing left to train: the run had finished
             log.info("the run had already finished at step %d", self.step)
         return self.finish(float(scalars["loss"]) if scalars else (self.checkpointer.resumed or {}).get("loss", 0.0))
+
+    def stop_if_preempted(self, scalars: dict):
+        """When any rank got a preemption signal: all save this step (unless just saved), rank 0 asks for a
+        requeue, and the run ends with Preempted."""
+        post_step(self.engine.rank, self.step)  # so that a collective timeout can name a rank that stopped
+        signum = self.preemption.agreed(self.engine)
+        if not signum:
+            return
+        if self.checkpointer.last_saved != self.step:
+            self.metrics.flush()
+            self.checkpointer.save(self.step, float(scalars["loss"]), self.streams)
+        requeued = requeue_job() if self.engine.rank == 0 and signum in REQUEUE_SIGNALS else None
+        self.finish(float(scalars["loss"]))
+        raise Preempted(signum, self.step, self.checkpointer.location, requeued)
 
     def finish(self, loss: float) -> dict:
         self.metrics.close()
@@ -95,6 +113,7 @@ class Trainer:
         for s in self.streams:
             s.close()
             skipped.update(s.skipped)
+        self.preemption.uninstall()
         if self.owns_engine:
             self.engine.close()
         folder = self.checkpointer.folder

@@ -1,7 +1,9 @@
 """Pretrain: `python launch/pretrain.py --config FILE [--set KEY=VALUE ...]` (also under torchrun or deepspeed).
 
 Exit codes: 0 done, 2 config error, 3 stopped on non-finite steps, 4 data error, 5 checkpoint error, 6 the run
-folder holds another run, 7 the planner predicts more memory than there is."""
+folder holds another run, 7 the planner predicts more memory than there is;
+8 a collective timed out (a rank stopped or hangs); after a preemption signal (checkpoint written): 144 on
+SIGUSR1/SIGUSR2 (requeue me), 143 on SIGTERM."""
 import argparse
 import sys
 

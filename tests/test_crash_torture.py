@@ -19,7 +19,7 @@ from tests.conftest import ROOT, tiny_raw
 
 pytestmark = pytest.mark.slow
 KILLS = int(os.environ.get("JEPA_TORTURE_KILLS", "3"))
-STEPS = 24
+STEPS = max(24, 8 * KILLS)  # each attempt trains a few steps before its kill
 ENGINES = {"single": (1, []), "fsdp": (2, ["distributed.engine=fsdp"]),
            "zero3": (2, ["distributed.engine=deepspeed", "distributed.zero_stage=3"])}
 
@@ -96,7 +96,7 @@ def test_killed_runs_resume_to_the_uninterrupted_losses(engine, video_csv, tmp_p
         pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (make test installs it)")
     nproc, sets = ENGINES[engine]
     raw = tiny_raw(str(video_csv), str(tmp_path / "unused"), data={"batch_size": 4 // nproc},
-                   optimization={"max_steps": STEPS, "ipe": 8},
+                   optimization={"max_steps": STEPS, "ipe": 8, "epochs": STEPS // 8 + 1},
                    logging={"checkpoint_freq": 1, "keep_latest": 2, "tensorboard": False, "log_freq": 1})
     cfg_file = tmp_path / "tiny.yaml"
     cfg_file.write_text(yaml.safe_dump(raw))
@@ -120,4 +120,5 @@ def test_killed_runs_resume_to_the_uninterrupted_losses(engine, video_csv, tmp_p
     assert losses(tortured) == pytest.approx(losses(whole), rel=1e-5)
     left = [p for p in tortured.rglob("*") if ".tmp" in p.name]
     assert not left, left
-    assert sorted(p.name for p in (tortured / "checkpoints").glob("step-*")) == ["step-00000023", "step-00000024"]
+    assert sorted(p.name for p in (tortured / "checkpoints").glob("step-*")) == [f"step-{s:08d}"
+                                                                               for s in (STEPS - 1, STEPS)]

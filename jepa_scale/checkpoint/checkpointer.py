@@ -38,6 +38,7 @@ class Checkpointer:
         self.latest_path = self.folder / f"{self.tag}-latest.pth.tar"
         self.store = CheckpointStore(self.folder / "checkpoints")
         self.resumed: dict | None = None  # the resume state of the checkpoint this run started from
+        self.last_saved: int | None = None  # the step of the newest checkpoint of this run (written or resumed)
 
     @property
     def location(self) -> Path:
@@ -106,6 +107,7 @@ class Checkpointer:
             write_extra(path, extra)
         e.barrier()
         self._seal(path, step)
+        self.last_saved = step
         log.info("checkpoint at step %d: %s", step, path)
 
     def _seal(self, path: Path, step: int):
@@ -214,7 +216,7 @@ class Checkpointer:
                         self.cfg.data.batch_size)
         for stream, state in zip(streams, data[e.rank]):
             stream.load_state_dict(state)
-        self.resumed = ours
+        self.resumed, self.last_saved = ours, ours["step"]
         log.info("resumed from %s at step %d", source, ours["step"])
         return ours["step"]
 

@@ -119,6 +119,10 @@ class Engine(ABC):
         """Every rank's `obj`, in rank order (picklable objects)."""
         return [obj]
 
+    def max_over_ranks(self, value: int) -> int:
+        """The largest of every rank's `value` (a host sync: call it where the host syncs anyway)."""
+        return value
+
 
 class SingleEngine(Engine):
     def __init__(self, device: str | torch.device = "cpu", dtype: str = "bfloat16"):
@@ -187,3 +191,8 @@ class ProcessGroupMixin:
         out = [None] * self.world_size
         dist.all_gather_object(out, obj)
         return out
+
+    def max_over_ranks(self, value: int) -> int:
+        t = torch.tensor(value, dtype=torch.long, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return int(t)

@@ -21,7 +21,9 @@ class DistEnv:
 def detect(environ: dict | None = None, local_rank_arg: int | None = None) -> DistEnv:
     e = os.environ if environ is None else environ
     if "RANK" in e and "WORLD_SIZE" in e:  # torchrun and the deepspeed launcher export these
-        launcher = "deepspeed" if local_rank_arg is not None else "torchrun"
+        # deepspeed's launch.py also exports CROSS_RANK (its node rank; torchrun does not), which still tells the
+        # two apart under `deepspeed --no_local_rank`, where no --local_rank argument comes
+        launcher = "deepspeed" if local_rank_arg is not None or "CROSS_RANK" in e else "torchrun"
         local = int(e.get("LOCAL_RANK", local_rank_arg if local_rank_arg is not None else 0))
         return DistEnv(int(e["RANK"]), local, int(e["WORLD_SIZE"]), launcher)
     if int(e.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in e:
@@ -69,3 +71,36 @@ def _no_deepspeed_shm_op():
 def local_processes() -> int:
     """Processes of this job on this machine (they share its cores and memory)."""
     return int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("SLURM_NTASKS_PER_NODE", "1")))
+
+
+def collective_timed_out(e: BaseException) -> bool:
+    return isinstance(e, RuntimeError) and dist.is_initialized() and "timed out" in str(e).lower()
+
+
+def _store():
+    from torch.distributed.distributed_c10d import _get_default_store
+
+    return _get_default_store()
+
+
+def post_step(rank: int, step: int):
+    """Where this rank is, in the rendezvous store (at log flushes): after a timeout the others can say who
+    stopped."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        _store().set(f"jepa_scale/step/{rank}", str(step))
+
+
+def missing_ranks() -> str:
+    """The ranks that stopped posting their step (behind the others), '' when it cannot tell. Called after a
+    collective timed out."""
+    if not dist.is_initialized():
+        return ""
+    try:
+        store = _store()
+        store.set_timeout(datetime.timedelta(seconds=5))
+        steps = {r: int(store.get(f"jepa_scale/step/{r}")) for r in range(dist.get_world_size())}
+    except (RuntimeError, ValueError):  # a rank that never posted, or a store that is gone
+        return ""
+    newest = max(steps.values())
+    behind = [f"rank {r} (last seen at step {s})" for r, s in steps.items() if s < newest]
+    return f"{', '.join(behind)} stopped; the others reached step {newest}" if behind else ""

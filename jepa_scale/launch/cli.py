@@ -9,6 +9,8 @@ from jepa_scale.checkpoint.checkpointer import RunFolderError
 from jepa_scale.checkpoint.official import CheckpointError
 from jepa_scale.config import ConfigError
 from jepa_scale.data.csv_source import DataError
+from jepa_scale.distributed.env import collective_timed_out, missing_ranks
+from jepa_scale.launch.preemption import Preempted
 from jepa_scale.plan import DoesNotFit
 from jepa_scale.tasks import NonFiniteTraining
 
@@ -16,6 +18,9 @@ from jepa_scale.tasks import NonFiniteTraining
 USER_ERRORS = [(ConfigError, 2, "config error"), (NonFiniteTraining, 3, "stopped"), (DataError, 4, "data error"),
                (CheckpointError, 5, "checkpoint error"), (RunFolderError, 6, "run folder"),
                (DoesNotFit, 7, "does not fit")]
+
+
+COLLECTIVE_TIMEOUT_EXIT = 8
 
 
 def setup_logging():
@@ -26,9 +31,21 @@ def setup_logging():
 
 
 def run_main(fn, *args, **kwargs) -> int:
-    """fn's exit code; a user-fixable error becomes one line on stderr and its kind's exit code."""
+    """fn's exit code; a user-fixable error becomes one line on stderr and its kind's exit code; a preempted run
+    exits with the requeue convention (see jepa_scale.launch.preemption)."""
     try:
         return fn(*args, **kwargs)
+    except Preempted as e:
+        print(f"preempted: {e}", file=sys.stderr)
+        return e.exit_code
+    except RuntimeError as e:
+        if not collective_timed_out(e):
+            raise
+        who = missing_ranks()
+        print(f"collective timeout on rank {os.environ.get('RANK', '0')}: another rank stopped or hangs "
+              f"(distributed.collective_timeout_s){'; ' + who if who else ''} ({str(e).splitlines()[0][:200]})",
+              file=sys.stderr)
+        return COLLECTIVE_TIMEOUT_EXIT
     except tuple(cls for cls, _, _ in USER_ERRORS) as e:
         code, what = next((c, w) for cls, c, w in USER_ERRORS if isinstance(e, cls))
         print(f"{what}: {e}", file=sys.stderr)
