@@ -3,17 +3,17 @@ sets that change nothing here; non-zero exit when any file is bad."""
 import argparse
 import re
 import sys
-from pathlib import Path
 
 import yaml
 
 from jepa_scale.config.loader import ConfigError, load_config
+from jepa_scale.config.names import resolve_config_path
 from jepa_scale.config.schema import dead_key_reason, ignored_keys
 
 
 def file_ignored_keys(path: str, overrides: list[str]) -> list[tuple[str, str]]:
     """The dead keys a file (already loaded without error) and its `--set` overrides set, each once."""
-    found = ignored_keys(yaml.safe_load(Path(path).read_text()) or {})
+    found = ignored_keys(yaml.safe_load(resolve_config_path(path).read_text()) or {})
     for assignment in overrides:
         # `mask.1.key` named as the file walk names it, so a key set in both places is listed once
         key = re.sub(r"\.(\d+)(?=\.|\[|$)", r"[\1]", assignment.split("=", 1)[0].strip())

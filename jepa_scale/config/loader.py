@@ -145,9 +145,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), raw: 
     its recipe (`app`); raise ConfigError naming the file, line and key."""
     source, lines = "<dict>", {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such config file")
+        from jepa_scale.config.names import resolve_config_path  # names imports ConfigError from here
+
+        path = resolve_config_path(path)  # a bare name finds a shipped config; raises ConfigError otherwise
         text = path.read_text()
         source, lines = str(path), _key_lines(text)
         try:

@@ -225,13 +225,19 @@ class PretrainConfig:
 
     def problems(self) -> list[tuple[str, str]]:
         """(key path, message) for every rule the values break; empty when the config is usable."""
-        d, m, o = self.data, self.model, self.optimization
         out = []
 
         def need(ok: bool, key: str, msg: str):
             if not ok:
                 out.append((key, msg))
 
+        for check in (self._data_problems, self._augment_and_mask_problems, self._model_and_schedule_problems,
+                      self._run_problems):
+            check(need)
+        return out
+
+    def _data_problems(self, need):
+        d = self.data
         need(d.batch_size > 0, "data.batch_size", f"must be positive, got {d.batch_size}")
         need(d.patch_size > 0, "data.patch_size", f"must be positive, got {d.patch_size}")
         need(d.tubelet_size > 0, "data.tubelet_size", f"must be positive, got {d.tubelet_size}")
@@ -256,13 +262,15 @@ class PretrainConfig:
         need(d.sampling in ("epoch", "resampled"), "data.sampling", f"must be epoch or resampled, got {d.sampling!r}")
         if d.decoder == "dali":  # with auto, the data layer falls back to PyAV for these instead
             for key, why in dali_unsupported(d):
-                out.append((key, f"{why}, so data.decoder: dali would ignore it; use data.decoder: pyav"))
+                need(False, key, f"{why}, so data.decoder: dali would ignore it; use data.decoder: pyav")
         if d.datasets_weights is not None:
             need(all(w >= 0 for w in d.datasets_weights) and sum(d.datasets_weights) > 0, "data.datasets_weights",
                  "must be >= 0 and not all 0")
             if not d.shards:
                 need(len(d.datasets_weights) == len(d.datasets), "data.datasets_weights",
                      f"has {len(d.datasets_weights)} weights for {len(d.datasets)} CSV lists")
+
+    def _augment_and_mask_problems(self, need):
         a = self.data_aug
         need(not a.auto_augment, "data_aug.auto_augment", "is not implemented (the official pretraining configs keep it false)")
         need(not a.motion_shift, "data_aug.motion_shift", "is not implemented (the official pretraining configs keep it false)")
@@ -279,6 +287,9 @@ class PretrainConfig:
             need(mc.num_blocks > 0, f"mask[{i}].num_blocks", f"must be positive, got {mc.num_blocks}")
             need(0 < mc.max_temporal_keep <= 1, f"mask[{i}].max_temporal_keep", "must be in (0, 1]")
             need(not mc.full_complement, f"mask[{i}].full_complement", "only the V1 behaviour (false) is implemented")
+
+    def _model_and_schedule_problems(self, need):
+        m, o = self.model, self.optimization
         need(self.meta.dtype in ("bfloat16", "float32", "float16"), "meta.dtype",
              f"must be bfloat16, float16 or float32, got {self.meta.dtype!r}")
         from jepa_scale.models import BACKBONES
@@ -303,6 +314,9 @@ class PretrainConfig:
         need(not o.is_anneal, "optimization.is_anneal", f"is true, but {cooldown}")
         need(o.anneal_ckpt is None, "optimization.anneal_ckpt", f"is {o.anneal_ckpt!r}, but {cooldown}")
         need(not o.resume_anneal, "optimization.resume_anneal", f"is true, but {cooldown}")
+
+    def _run_problems(self, need):
+        d = self.data
         need(self.loss.loss_exp > 0, "loss.loss_exp", f"must be positive, got {self.loss.loss_exp}")
         need(self.logging.log_freq > 0, "logging.log_freq", f"must be positive, got {self.logging.log_freq}")
         need(self.logging.keep_latest > 0, "logging.keep_latest", f"must be positive, got {self.logging.keep_latest}")
@@ -318,4 +332,3 @@ class PretrainConfig:
         if dc.micro_batch_size is not None:
             need(dc.micro_batch_size > 0 and d.batch_size % dc.micro_batch_size == 0, "distributed.micro_batch_size",
                  f"must divide data.batch_size={d.batch_size}, got {dc.micro_batch_size}")
-        return out

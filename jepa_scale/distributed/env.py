@@ -70,7 +70,9 @@ def _no_deepspeed_shm_op():
 
 def local_processes() -> int:
     """Processes of this job on this machine (they share its cores and memory)."""
-    return int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("SLURM_NTASKS_PER_NODE", "1")))
+    e = os.environ  # torchrun's name, DeepSpeed's, SLURM's (which may read "2(x3)": 2 tasks on each of 3 nodes)
+    value = e.get("LOCAL_WORLD_SIZE", e.get("LOCAL_SIZE", e.get("SLURM_NTASKS_PER_NODE", "1")))
+    return int(value.split("(")[0].split(",")[0] or 1)
 
 
 def collective_timed_out(e: BaseException) -> bool:
