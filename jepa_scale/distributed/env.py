@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime
 import os
 import socket
+import time
 from dataclasses import dataclass
 
 import torch
@@ -92,17 +93,24 @@ def post_step(rank: int, step: int):
         _store().set(f"jepa_scale/step/{rank}", str(step))
 
 
-def missing_ranks() -> str:
-    """The ranks that stopped posting their step (behind the others), '' when it cannot tell. Called after a
-    collective timed out."""
+def missing_ranks(wait_s: float = 5) -> str:
+    """The ranks that do not answer, after a collective timed out: every survivor marks itself in the rendezvous
+    store; who has not after `wait_s` stopped or hangs. '' when it cannot tell (no store, e.g. it lived on the
+    rank that stopped)."""
     if not dist.is_initialized():
         return ""
     try:
-        store = _store()
-        store.set_timeout(datetime.timedelta(seconds=5))
-        steps = {r: int(store.get(f"jepa_scale/step/{r}")) for r in range(dist.get_world_size())}
-    except (RuntimeError, ValueError):  # a rank that never posted, or a store that is gone
+        store, world = _store(), dist.get_world_size()
+        store.set_timeout(datetime.timedelta(seconds=wait_s))
+        store.set(f"jepa_scale/timed_out/{dist.get_rank()}", "1")
+        deadline = time.monotonic() + wait_s
+        while True:
+            silent = [r for r in range(world) if not store.check([f"jepa_scale/timed_out/{r}"])]
+            if not silent or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        seen = {r: store.get(f"jepa_scale/step/{r}").decode() for r in silent if store.check([f"jepa_scale/step/{r}"])}
+    except (RuntimeError, ValueError):  # the store is gone
         return ""
-    newest = max(steps.values())
-    behind = [f"rank {r} (last seen at step {s})" for r, s in steps.items() if s < newest]
-    return f"{', '.join(behind)} stopped; the others reached step {newest}" if behind else ""
+    return ", ".join(f"rank {r} does not answer" + (f" (last seen at step {seen[r]})" if r in seen else "")
+                     for r in silent)
