@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import signal
 import time
 
 import torch
@@ -103,7 +104,11 @@ class Trainer:
         if self.checkpointer.last_saved != self.step:
             self.metrics.flush()
             self.checkpointer.save(self.step, float(scalars["loss"]), self.streams)
+        log.warning("preempted (%s) at step %d: checkpoint in %s%s", signal.Signals(signum).name, self.step,
+                    self.checkpointer.location, "; requeueing" if signum in REQUEUE_SIGNALS else "")
+        # SLURM ends the job as soon as the requeue is accepted: the line above is what its log keeps
         requeued = requeue_job() if self.engine.rank == 0 and signum in REQUEUE_SIGNALS else None
+        self.engine.barrier()  # no rank exits before rank 0 has asked for the requeue
         self.finish(float(scalars["loss"]))
         raise Preempted(signum, self.step, self.checkpointer.location, requeued)
 

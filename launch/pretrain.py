@@ -5,10 +5,9 @@ folder holds another run, 7 the planner predicts more memory than there is;
 8 a collective timed out (a rank stopped or hangs); after a preemption signal (checkpoint written): 144 on
 SIGUSR1/SIGUSR2 (requeue me), 143 on SIGTERM."""
 import argparse
-import sys
 
 from jepa_scale.config import load_config
-from jepa_scale.launch.cli import run_main, setup_logging
+from jepa_scale.launch.cli import exit_process, run_main, setup_logging
 from jepa_scale.trainer import train
 
 
@@ -37,4 +36,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -203,7 +203,7 @@ def test_cli_lists_the_ignored_keys_each_file_sets(tmp_path):
     assert r.returncode == 0, r.stderr
     a, b = r.stdout.split(f"ok {plain}\n")
     assert a.startswith(f"ok {with_nodes}\n")
-    assert f"  ignored nodes = {DEAD_KEYS['nodes']}\n" in a and "SLURM layout" in DEAD_KEYS["nodes"]
+    assert f"  ignored nodes = {DEAD_KEYS['nodes']}\n" in a and "job layout, read by launch/slurm.py" in DEAD_KEYS["nodes"]
     assert f"  ignored data.pin_mem = {DEAD_KEYS['data.pin_mem']}\n" in a
     assert b == f"  ignored data.pin_mem = {DEAD_KEYS['data.pin_mem']}\n"  # the override only: b sets no nodes
     bad = run_cli(with_nodes, write(tmp_path, "optimization:\n  is_anneal: true\n", "c.yaml"))

@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-_SLURM = ("the SLURM layout; a run uses the processes its launcher started "
-          "(the launch layer's sbatch generator will read it)")
+_SLURM = ("the job layout, read by launch/slurm.py and launch/submit.py; a run itself uses the processes its "
+          "launcher started")
 _NO_COOLDOWN = "the V-JEPA 2 cooldown is not implemented; accepted only at its default"
 
 # Official keys that parse but change nothing here, and the reason shown by `python -m jepa_scale.config`.

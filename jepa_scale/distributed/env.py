@@ -37,7 +37,8 @@ def init_process_group(env: DistEnv, group_of_one: bool = False, timeout_s: floa
     `group_of_one` (a sharded engine on a single GPU, e.g. ZeRO-Offload); returns this rank's device. A collective
     that waits `timeout_s` (a rank died) raises instead of hanging."""
     cuda = torch.cuda.is_available()
-    device = torch.device("cuda", env.local_rank) if cuda else torch.device("cpu")
+    # modulo: a launcher that binds one GPU per task (srun --gpus-per-task) shows each rank only its own
+    device = torch.device("cuda", env.local_rank % torch.cuda.device_count()) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)
     if not cuda:

@@ -30,6 +30,16 @@ def setup_logging():
                         format=f"%(asctime)s %(levelname)s [rank {rank}] %(name)s: %(message)s")
 
 
+def exit_process(code: int):
+    """End the process with `code` once its work is done and its files are closed, without the interpreter's
+    teardown: gloo's and DeepSpeed's threads left to C++ static destructors can abort a finished rank ("terminate
+    called without an active exception", exit -6), which a launcher reports as a failed run."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def run_main(fn, *args, **kwargs) -> int:
     """fn's exit code; a user-fixable error becomes one line on stderr and its kind's exit code; a preempted run
     exits with the requeue convention (see jepa_scale.launch.preemption)."""
@@ -38,6 +48,10 @@ def run_main(fn, *args, **kwargs) -> int:
     except Preempted as e:
         print(f"preempted: {e}", file=sys.stderr)
         return e.exit_code
+    except tuple(cls for cls, _, _ in USER_ERRORS) as e:  # before RuntimeError: several of them are ones
+        code, what = next((c, w) for cls, c, w in USER_ERRORS if isinstance(e, cls))
+        print(f"{what}: {e}", file=sys.stderr)
+        return code
     except RuntimeError as e:
         if not collective_timed_out(e):
             raise
@@ -46,7 +60,3 @@ def run_main(fn, *args, **kwargs) -> int:
               f"(distributed.collective_timeout_s){'; ' + who if who else ''} ({str(e).splitlines()[0][:200]})",
               file=sys.stderr)
         return COLLECTIVE_TIMEOUT_EXIT
-    except tuple(cls for cls, _, _ in USER_ERRORS) as e:
-        code, what = next((c, w) for cls, c, w in USER_ERRORS if isinstance(e, cls))
-        print(f"{what}: {e}", file=sys.stderr)
-        return code
