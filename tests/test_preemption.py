@@ -148,7 +148,21 @@ def test_a_hung_rank_ends_the_others_within_the_collective_timeout_naming_it(job
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-    line = next(x for x in err.splitlines() if x.startswith("collective timeout on rank 0"))
+    line = next(x for x in err.splitlines() if x.startswith("collective failed on rank 0"))
     assert "another rank stopped or hangs (distributed.collective_timeout_s); rank 1 does not answer (last seen at " \
            "step" in line
     assert f"exitcode: {COLLECTIVE_TIMEOUT_EXIT}" in err and elapsed < 60  # timeout 5 s + the 5 s roll call
+
+
+def test_a_killed_rank_ends_the_others_with_a_message(job, tmp_path):
+    proc = start(job(tmp_path / "killed", 2, "distributed.engine=ddp", "distributed.collective_timeout_s=30"))
+    wait_for_rows(proc, tmp_path / "killed", 3)
+    t0 = time.time()
+    os.kill(workers(proc)[1], signal.SIGKILL)
+    _, err = proc.communicate(timeout=150)
+    # rank 0 sees the closed connection at its next collective, well before the timeout (torchrun reports the
+    # first failure, rank 1's SIGKILL)
+    line = next((x for x in err.splitlines() if x.startswith("collective failed on rank 0")), None)
+    assert line is not None, err[-3000:]
+    assert "another rank stopped or hangs (distributed.collective_timeout_s); rank 1 does not answer" in line
+    assert proc.returncode != 0 and time.time() - t0 < 30

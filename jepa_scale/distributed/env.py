@@ -77,8 +77,12 @@ def local_processes() -> int:
     return int(value.split("(")[0].split(",")[0] or 1)
 
 
-def collective_timed_out(e: BaseException) -> bool:
-    return isinstance(e, RuntimeError) and dist.is_initialized() and "timed out" in str(e).lower()
+# how gloo and NCCL say that a peer is gone: waited too long, or its sockets closed (it died)
+_PEER_GONE = ("timed out", "connection closed", "connection reset", "broken pipe", "watchdog")
+
+
+def collective_failed(e: BaseException) -> bool:
+    return isinstance(e, RuntimeError) and dist.is_initialized() and any(w in str(e).lower() for w in _PEER_GONE)
 
 
 def _store():

@@ -9,7 +9,7 @@ from jepa_scale.checkpoint.checkpointer import RunFolderError
 from jepa_scale.checkpoint.official import CheckpointError
 from jepa_scale.config import ConfigError
 from jepa_scale.data.csv_source import DataError
-from jepa_scale.distributed.env import collective_timed_out, missing_ranks
+from jepa_scale.distributed.env import collective_failed, missing_ranks
 from jepa_scale.launch.preemption import Preempted
 from jepa_scale.plan import DoesNotFit
 from jepa_scale.tasks import NonFiniteTraining
@@ -53,10 +53,10 @@ def run_main(fn, *args, **kwargs) -> int:
         print(f"{what}: {e}", file=sys.stderr)
         return code
     except RuntimeError as e:
-        if not collective_timed_out(e):
+        if not collective_failed(e):
             raise
         who = missing_ranks()
-        print(f"collective timeout on rank {os.environ.get('RANK', '0')}: another rank stopped or hangs "
+        print(f"collective failed on rank {os.environ.get('RANK', '0')}: another rank stopped or hangs "
               f"(distributed.collective_timeout_s){'; ' + who if who else ''} ({str(e).splitlines()[0][:200]})",
               file=sys.stderr)
         return COLLECTIVE_TIMEOUT_EXIT

@@ -13,6 +13,8 @@ import multiprocessing as mp
 import os
 import re
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -229,9 +231,11 @@ def _run_jobs(jobs, opts, writer, journal, workers, progress, desc) -> int:
     from tqdm import tqdm
 
     bar = tqdm(total=len(jobs), desc=f"shards {desc}", unit="video", disable=not progress)
-    work = ((j, opts) for j in jobs)
-    pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
-    results = pool.imap(_work, work, chunksize=1) if pool else map(_work, work)
+    work = [(j, opts) for j in jobs]
+    # forkserver: workers start clean, not as forks of a process whose decoder threads may hold locks (a forked
+    # FFmpeg can abort); and a worker that dies breaks the pool with an error instead of a wait without end
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("forkserver")) if workers > 1 else None
+    results = pool.map(_work, work, chunksize=1) if pool else map(_work, work)
     try:
         for job, data, meta, reason in results:
             if reason is None:
@@ -241,9 +245,12 @@ def _run_jobs(jobs, opts, writer, journal, workers, progress, desc) -> int:
                 journal.write(json.dumps({"dataset": job.dataset, "line": job.line, "path": job.path,
                                           "reason": reason}) + "\n")
             bar.update(1)
+    except BrokenProcessPool as e:
+        raise DataError(f"a make_shards worker died ({e}); what was written is kept: run the same command again "
+                        f"to continue") from None
     finally:
         if pool:
-            pool.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
         bar.close()
     return len(jobs)
 
