@@ -29,6 +29,17 @@ def one_rank_group():
         dist.destroy_process_group()
 
 
+def log_rows(folder: Path) -> list[dict]:
+    """The rows of a run's rank-0 CSV log so far ([] before it exists)."""
+    import csv
+
+    path = Path(folder) / "jepa_r0.csv"
+    if not path.is_file():
+        return []
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
 def vjepa_models(cfg):
     """(encoder, predictor, target encoder) as the V-JEPA recipe builds them."""
     from jepa_scale.recipes.vjepa import VJEPA

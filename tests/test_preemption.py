@@ -1,6 +1,5 @@
 """Preemption without SLURM: a signal to the training processes, a checkpoint at the step all ranks agree on, the
 requeue exit code, and a resume that ends with the losses of an uninterrupted run."""
-import csv
 import os
 import signal
 import subprocess
@@ -12,18 +11,12 @@ import yaml
 
 from jepa_scale.launch.local import local_command
 from jepa_scale.launch.preemption import REQUEUE_EXIT, TERMINATED_EXIT, PreemptionFlag
-from tests.conftest import ROOT, tiny_raw
+from tests.conftest import ROOT, log_rows, tiny_raw
 
 pytestmark = pytest.mark.slow
 STEPS = 40
 
 
-def rows(folder: Path) -> list[dict]:
-    path = folder / "jepa_r0.csv"
-    if not path.is_file():
-        return []
-    with open(path) as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +60,7 @@ def start(argv):
 
 def wait_for_rows(proc, folder: Path, n: int, timeout: float = 240):
     deadline = time.time() + timeout
-    while len(rows(folder)) < n:
+    while len(log_rows(folder)) < n:
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         assert time.time() < deadline, "the run did not start training in time"
         time.sleep(0.1)
@@ -78,7 +71,7 @@ def workers(proc) -> list[int]:
 
 
 def losses(folder: Path) -> list[float]:
-    got = rows(folder)
+    got = log_rows(folder)
     assert [int(r["itr"]) for r in got] == list(range(STEPS))
     return [float(r["loss"]) for r in got]
 

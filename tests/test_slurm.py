@@ -3,7 +3,6 @@ on a real one-node SLURM (tests/slurm/slurm-local.sh) with a preemption signal, 
 with the losses of an uninterrupted run."""
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -20,7 +19,7 @@ import pytest
 
 from jepa_scale.launch import slurm as gen
 from jepa_scale.launch.submit import make_executor, master_port, parse_time_min
-from tests.conftest import ROOT
+from tests.conftest import ROOT, log_rows
 
 SLURM_LOCAL = ROOT / "tests" / "slurm" / "slurm-local.sh"
 VITH = ROOT / "launch" / "slurm_vith.sh"
@@ -256,16 +255,10 @@ def test_the_submitit_sbatch_script_has_our_signal_requeue_and_layout(tmp_path):
 
 # -- end to end: shared helpers
 
-def rows(folder: Path) -> list[dict]:
-    path = folder / "jepa_r0.csv"
-    if not path.is_file():
-        return []
-    with open(path) as f:
-        return list(csv.DictReader(f))
 
 
 def losses_by_itr(folder: Path) -> dict[int, float]:
-    got = rows(folder)
+    got = log_rows(folder)
     itrs = [int(r["itr"]) for r in got]
     assert itrs == sorted(set(itrs)), f"{folder}: CSV rows not one per step in order: {itrs}"
     return {int(r["itr"]): float(r["loss"]) for r in got}
@@ -446,7 +439,7 @@ def preempt_and_resume(job: Job, run: Path, sig: str = "USR1", batch_shell: bool
     """Wait for a first checkpoint, signal the job as SLURM's --signal would (or its batch shell only), see it
     requeue, resume and finish; what happened, with times."""
     wait_until("a checkpoint, a third of the way in",
-               lambda: (run / "checkpoints" / "latest").is_file() and len(rows(run)) >= STEPS // 3, 300, job.diagnose)
+               lambda: (run / "checkpoints" / "latest").is_file() and len(log_rows(run)) >= STEPS // 3, 300, job.diagnose)
     t_sig = time.time()
     args = ["scancel", f"--signal={sig}", *(["--batch"] if batch_shell else []), job.id]
     r = subprocess.run(args, capture_output=True, text=True, env=job.env, timeout=60)
@@ -520,7 +513,7 @@ def test_submitit_on_slurm_preempted_requeues_resumes_with_the_same_losses(slurm
                          gpus_per_node=0, job_name="submitit-cut", overrides=tiny_sets(video_csv, run, STEPS))
     job = SubmititJob(slurm, submit(o, cluster="slurm", folder=slurm_tmp / "submitit"))
     wait_until("a checkpoint, a third of the way in",
-               lambda: (run / "checkpoints" / "latest").is_file() and len(rows(run)) >= STEPS // 3, 300, job.diagnose)
+               lambda: (run / "checkpoints" / "latest").is_file() and len(log_rows(run)) >= STEPS // 3, 300, job.diagnose)
     t_sig = time.time()
     subprocess.run(["scancel", "--signal=USR2", job.id], env=slurm, timeout=60, check=True)  # submitit's signal
     wait_until("the job to resume", lambda: "resumed from" in job.output(), 240, job.diagnose)
