@@ -40,9 +40,10 @@ def exit_process(code: int):
     os._exit(code)
 
 
-def run_main(fn, *args, **kwargs) -> int:
+def run_main(fn, *args, option_errors: str | None = None, **kwargs) -> int:
     """fn's exit code; a user-fixable error becomes one line on stderr and its kind's exit code; a preempted run
-    exits with the requeue convention (see jepa_scale.launch.preemption)."""
+    exits with the requeue convention (see jepa_scale.launch.preemption). option_errors: the program name of a
+    tool whose ValueErrors are bad options (one line, exit 2)."""
     try:
         return fn(*args, **kwargs)
     except Preempted as e:
@@ -52,6 +53,11 @@ def run_main(fn, *args, **kwargs) -> int:
         code, what = next((c, w) for cls, c, w in USER_ERRORS if isinstance(e, cls))
         print(f"{what}: {e}", file=sys.stderr)
         return code
+    except ValueError as e:
+        if option_errors is None:
+            raise
+        print(f"{option_errors}: {e}", file=sys.stderr)
+        return 2
     except RuntimeError as e:
         if not collective_failed(e):
             raise

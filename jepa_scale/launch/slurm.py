@@ -419,27 +419,19 @@ def main(argv=None) -> int:
                    help="machine-independent script for the repository's launch/ folder: finds the repository when "
                         "it runs, python from $PYTHON or PATH (default: this repository's path and this python)")
     args = p.parse_args(argv)
-    return run_main(_generate, args)
+    return run_main(_generate, args, option_errors="launch/slurm.py")
 
 
 def _generate(args) -> int:
-    from jepa_scale.config import ConfigError
-
-    try:
-        opts = options_from_args(args)
-        if not opts.requeue and opts.signal != "TERM":
-            print(f"launch/slurm.py: note: with --no-requeue SLURM refuses rank 0's `scontrol requeue` after the "
-                  f"SIG{opts.signal} checkpoint (the job then ends, failed, with exit code 144); --signal TERM "
-                  f"checkpoints and stops", file=sys.stderr)
-        if args.out == "-":
-            sys.stdout.write(render(opts))
-        else:
-            path = write_script(opts, args.out)
-            print(f"wrote {path}: {opts.nodes} node(s) x {opts.tasks_per_node}, {opts.mode} mode; "
-                  f"submit with: sbatch {path}")
-    except ValueError as e:
-        if isinstance(e, ConfigError):
-            raise  # run_main says it as a config error
-        print(f"launch/slurm.py: {e}", file=sys.stderr)
-        return 2
+    opts = options_from_args(args)
+    if not opts.requeue and opts.signal != "TERM":
+        print(f"launch/slurm.py: note: with --no-requeue SLURM refuses rank 0's `scontrol requeue` after the "
+              f"SIG{opts.signal} checkpoint (the job then ends, failed, with exit code 144); --signal TERM "
+              f"checkpoints and stops", file=sys.stderr)
+    if args.out == "-":
+        sys.stdout.write(render(opts))
+    else:
+        path = write_script(opts, args.out)
+        print(f"wrote {path}: {opts.nodes} node(s) x {opts.tasks_per_node}, {opts.mode} mode; "
+              f"submit with: sbatch {path}")
     return 0

@@ -149,22 +149,14 @@ def main(argv=None) -> int:
                    help="wait for the job and print its result (always for local and debug: their job ends with "
                         "this process)")
     args = p.parse_args(argv)
-    return run_main(_submit, args)
+    return run_main(_submit, args, option_errors="launch/submit.py")
 
 
 def _submit(args) -> int:
-    from jepa_scale.config import ConfigError
-
-    try:
-        opts = options_from_args(args)
-        if opts.mode != "srun":
-            raise ValueError("--mode deepspeed: submitit starts one task per rank itself (use launch/slurm.py)")
-        job = submit(opts, args.cluster)
-    except ValueError as e:
-        if isinstance(e, ConfigError):
-            raise
-        print(f"launch/submit.py: {e}", file=sys.stderr)
-        return 2
+    opts = options_from_args(args)
+    if opts.mode != "srun":
+        raise ValueError("--mode deepspeed: submitit starts one task per rank itself (use launch/slurm.py)")
+    job = submit(opts, args.cluster)
     print(f"submitted job {job.job_id} ({type(job).__name__}); logs: {job.paths.stdout.parent}")
     if args.wait or args.cluster in ("local", "debug"):
         result = job.results()[0]  # rank 0's summary
