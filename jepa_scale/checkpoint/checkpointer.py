@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from jepa_scale.checkpoint.manifest import checkpoint_files, digest, problems, share, write_manifest
 from jepa_scale.checkpoint.official import CheckpointError, atomic_save, official_checkpoint, read_checkpoint
@@ -28,14 +30,50 @@ class RunFolderError(RuntimeError):
     """A fresh run was pointed at a folder that holds another run; the message names it and the ways out."""
 
 
+@dataclass(frozen=True)
+class CheckpointPlan:
+    """What a task's checkpoints are: where they go, their cadence and retention, and the official layout of the
+    single file (how a task's modules and optimizer become it, and back)."""
+    folder: Path
+    tag: str  # the run's CSV logs are `{tag}_r*.csv` (what marks a folder as holding a run)
+    latest_name: str  # the official file beside the step folders, where the official tools look
+    ipe: int
+    every: int
+    keep_latest: int
+    save_every_freq: int  # also keep `{tag}-e{epoch}` every N epochs (-1: never)
+    overwrite: bool
+    read_checkpoint: str | None  # a file in `folder` to resume from instead of the newest checkpoint
+    batch_size: int
+    lr: Callable[[int], float]
+    # (module state dicts, optimizer state, meta: epoch/loss/batch_size/world_size/lr, extra) -> the file's dict
+    pack: Callable = None
+    # (file's dict, source) -> {module name: state dict, "opt": optimizer state} for Engine.load_state_dicts
+    unpack: Callable = None
+    modules: tuple[str, ...] | None = None  # the modules a checkpoint holds (None: every module of the engine)
+    resume_key: str = "meta.load_checkpoint"  # the config keys an error about the run folder names
+    overwrite_key: str = "logging.overwrite"
+    folder_key: str = "logging.folder"
+
+    @classmethod
+    def pretraining(cls, cfg) -> "CheckpointPlan":
+        lg, o = cfg.logging, cfg.optimization
+        schedules = Schedules.from_config(o)
+        return cls(folder=Path(lg.folder), tag=lg.write_tag, latest_name=f"{lg.write_tag}-latest.pth.tar", ipe=o.ipe,
+                   every=lg.checkpoint_freq or o.ipe, keep_latest=lg.keep_latest, save_every_freq=cfg.meta.save_every_freq,
+                   overwrite=lg.overwrite, read_checkpoint=cfg.meta.read_checkpoint, batch_size=cfg.data.batch_size,
+                   lr=schedules.lr, pack=_pack_pretraining, unpack=lambda ckpt, source: ckpt)
+
+
+def _pack_pretraining(states: dict, opt: dict, meta: dict, extra: dict) -> dict:
+    return official_checkpoint(states, opt, **meta, extra=extra)
+
+
 class Checkpointer:
-    def __init__(self, cfg, engine, stop_step: int):
+    def __init__(self, cfg, engine, stop_step: int, plan: CheckpointPlan | None = None):
         self.cfg, self.engine, self.stop_step = cfg, engine, stop_step
-        self.folder, self.tag = Path(cfg.logging.folder), cfg.logging.write_tag
-        self.ipe = cfg.optimization.ipe
-        self.every = cfg.logging.checkpoint_freq or self.ipe
-        self.schedules = Schedules.from_config(cfg.optimization)
-        self.latest_path = self.folder / f"{self.tag}-latest.pth.tar"
+        self.plan = plan = plan or CheckpointPlan.pretraining(cfg)
+        self.folder, self.tag, self.ipe, self.every = plan.folder, plan.tag, plan.ipe, plan.every
+        self.latest_path = self.folder / plan.latest_name
         self.store = CheckpointStore(self.folder / "checkpoints")
         self.resumed: dict | None = None  # the resume state of the checkpoint this run started from
         self.last_saved: int | None = None  # the step of the newest checkpoint of this run (written or resumed)
@@ -50,18 +88,18 @@ class Checkpointer:
         """Before anything is written: refuse a folder that holds another run (fresh starts), remove what
         interrupted saves of this run left, write the config (rank 0)."""
         if any(part.startswith("your_") for part in self.folder.parts):
-            raise RunFolderError(f"logging.folder is {self.folder}, the official config's placeholder: set it to "
-                                 f"where this run's checkpoints and logs go (--set logging.folder=...)")
+            raise RunFolderError(f"{self.plan.folder_key} is {self.folder}, the official config's placeholder: set "
+                                 f"it to where this run's checkpoints and logs go (--set {self.plan.folder_key}=...)")
         e, previous = self.engine, self.previous_run()
-        if previous and not resume and not self.cfg.logging.overwrite:
+        if previous and not resume and not self.plan.overwrite:
             raise RunFolderError(
                 f"{self.folder} holds another run ({', '.join(previous)}): resume it with "
-                f"--set meta.load_checkpoint=true, or choose a new logging.folder, or replace it with "
-                f"--set logging.overwrite=true")
+                f"--set {self.plan.resume_key}=true, or choose a new {self.plan.folder_key}, or replace it with "
+                f"--set {self.plan.overwrite_key}=true")
         if e.rank == 0:
             if previous and not resume:
                 self._remove_previous_run()
-                log.warning("logging.overwrite: removed the previous run in %s (%s)", self.folder, ", ".join(previous))
+                log.warning(f"{self.plan.overwrite_key}: removed the previous run in %s (%s)", self.folder, ", ".join(previous))
             for path in self.store.stale() + list(self.folder.glob(f".{self.latest_path.name}.tmp-*")):
                 log.info("removing %s, left by an interrupted save", path)
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -90,8 +128,8 @@ class Checkpointer:
         """Every rank calls it (the data positions are gathered from all, every rank writes its part)."""
         e, path = self.engine, self.store.path(step)
         extra = {"step": step, "data": e.gather_object([s.state_dict() for s in streams]), "version": VERSION,
-                 "epoch": step // self.ipe, "loss": loss, "batch_size": self.cfg.data.batch_size,
-                 "world_size": e.world_size, "lr": self.schedules.lr(step)}
+                 "epoch": step // self.ipe, "loss": loss, "batch_size": self.plan.batch_size,
+                 "world_size": e.world_size, "lr": self.plan.lr(step)}
         if e.rank == 0:
             shutil.rmtree(path, ignore_errors=True)  # an incomplete save of this step, or an older run's
             path.mkdir(parents=True)
@@ -99,8 +137,8 @@ class Checkpointer:
         if e.checkpoint_format == "official":
             if e.rank == 0:
                 meta = {k: extra[k] for k in ("epoch", "loss", "batch_size", "world_size", "lr")}
-                atomic_save(official_checkpoint(e.state_dicts(), e.optimizer.state_dict(), **meta, extra=extra),
-                            path / OFFICIAL_FILE)
+                states = {n: st for n, st in e.state_dicts().items() if n in (self.plan.modules or (n,))}
+                atomic_save(self.plan.pack(states, e.optimizer.state_dict(), meta, extra), path / OFFICIAL_FILE)
         else:
             e.save_sharded(path, extra)
         if e.rank == 0:
@@ -118,7 +156,7 @@ class Checkpointer:
         if e.rank == 0:
             files = {n: d for part in parts for n, d in part.items()}
             write_manifest(path, files, {"step": step, "format": e.checkpoint_format, "world_size": e.world_size,
-                                         "batch_size": self.cfg.data.batch_size})
+                                         "batch_size": self.plan.batch_size})
             self.store.point_latest(path)
             if e.checkpoint_format == "official":
                 _link(path / OFFICIAL_FILE, self.latest_path)
@@ -128,19 +166,19 @@ class Checkpointer:
                     _link(path / OFFICIAL_FILE, self.folder / f"{self.tag}-e{epoch}.pth.tar")
                 else:
                     _copy_folder(path, self.store.root / f"{self.tag}-e{epoch}")
-            for old in self.store.prune(self.cfg.logging.keep_latest):
-                log.info("removed %s (logging.keep_latest=%d)", old, self.cfg.logging.keep_latest)
+            for old in self.store.prune(self.plan.keep_latest):
+                log.info("removed %s (keep_latest=%d)", old, self.plan.keep_latest)
         e.barrier()
 
     def _keeps_epoch_copy(self, step: int) -> bool:
-        every = self.cfg.meta.save_every_freq
+        every = self.plan.save_every_freq
         return every > 0 and step % self.ipe == 0 and (step // self.ipe) % every == 0
 
     # -- resuming
     def resume(self, streams: list) -> int:
         """Load the checkpoint this run resumes from into the engine and the streams; the step to continue at
         (0, with a log line, when there is none yet: one command line serves the first start and every requeue)."""
-        name = self.cfg.meta.read_checkpoint
+        name = self.plan.read_checkpoint
         if name:
             return self._resume_file(self.folder / name, streams)
         found, skipped = self._newest_intact()
@@ -174,8 +212,7 @@ class Checkpointer:
         e = self.engine
         fmt = (stored.manifest or {}).get("format", e.checkpoint_format)
         if fmt == "official":
-            ckpt = read_checkpoint(stored.path / OFFICIAL_FILE)
-            e.load_state_dicts(ckpt, str(stored.path / OFFICIAL_FILE))
+            self._load_file(stored.path / OFFICIAL_FILE, read_checkpoint(stored.path / OFFICIAL_FILE))
         elif fmt != e.checkpoint_format:
             raise CheckpointError(
                 f"{stored.path} was written by distributed.engine={FORMAT_ENGINES[fmt]} ({fmt} format); this run "
@@ -190,7 +227,7 @@ class Checkpointer:
     def _resume_file(self, path: Path, streams: list) -> int:
         """An official-layout file: ours, the official code's, or an export (also how a sharded run starts)."""
         ckpt = read_checkpoint(path)
-        self.engine.load_state_dicts(ckpt, str(path))
+        self._load_file(path, ckpt)
         if ckpt.get("jepa_scale"):
             return self._restore_position(ckpt["jepa_scale"], path, streams)
         # an official checkpoint: it stores whole epochs only, and no data position
@@ -201,6 +238,14 @@ class Checkpointer:
         log.warning("%s has no data position (official checkpoint): continuing at batch %d", path, step)
         return step
 
+    def _load_file(self, path: Path, ckpt: dict):
+        """An official-layout file's modules and optimizer state into the engine (the task's layout, unpacked)."""
+        unpacked = self.plan.unpack(ckpt, str(path))
+        if self.plan.modules is None:
+            self.engine.load_state_dicts(unpacked, str(path))
+        else:
+            self.engine.load_state_dicts(unpacked, str(path), names=self.plan.modules)
+
     def _restore_position(self, ours: dict, source, streams: list) -> int:
         e = self.engine
         data = ours["data"]
@@ -210,10 +255,10 @@ class Checkpointer:
             raise CheckpointError(f"{source} was written by {len(data)} ranks x {len(data[0])} micro-batches; this "
                                   f"run has {e.world_size} x {len(streams)}: the data positions cannot be mapped "
                                   f"(resume with the same number of processes and distributed.micro_batch_size)")
-        if ours.get("batch_size", self.cfg.data.batch_size) != self.cfg.data.batch_size:
-            log.warning("%s was trained with data.batch_size=%s; this run uses %d: the data order and the "
+        if ours.get("batch_size", self.plan.batch_size) != self.plan.batch_size:
+            log.warning("%s was trained with batch size %s; this run uses %d: the data order and the "
                         "losses will differ from an uninterrupted run", source, ours["batch_size"],
-                        self.cfg.data.batch_size)
+                        self.plan.batch_size)
         for stream, state in zip(streams, data[e.rank]):
             stream.load_state_dict(state)
         self.resumed, self.last_saved = ours, ours["step"]

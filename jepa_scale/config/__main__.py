@@ -8,16 +8,17 @@ import yaml
 
 from jepa_scale.config.loader import ConfigError, load_config
 from jepa_scale.config.names import resolve_config_path
-from jepa_scale.config.schema import dead_key_reason, ignored_keys
+from jepa_scale.config.schema import dead_key_reason, dead_keys_of, ignored_keys
 
 
 def file_ignored_keys(path: str, overrides: list[str]) -> list[tuple[str, str]]:
     """The dead keys a file (already loaded without error) and its `--set` overrides set, each once."""
-    found = ignored_keys(yaml.safe_load(resolve_config_path(path).read_text()) or {})
+    raw = yaml.safe_load(resolve_config_path(path).read_text()) or {}
+    found, table = ignored_keys(raw), dead_keys_of(raw)
     for assignment in overrides:
         # `mask.1.key` named as the file walk names it, so a key set in both places is listed once
         key = re.sub(r"\.(\d+)(?=\.|\[|$)", r"[\1]", assignment.split("=", 1)[0].strip())
-        if (why := dead_key_reason(key)) is not None:
+        if (why := dead_key_reason(key, table)) is not None:
             found.append((key, why))
     return list(dict.fromkeys(found))
 

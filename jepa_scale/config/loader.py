@@ -132,8 +132,11 @@ def _apply_override(raw: dict, assignment: str):
 
 def config_root(raw, builder: _Builder) -> type:
     """The config class of the recipe the top-level `app` key names (each method owns its sections and keys)."""
+    from jepa_scale.config.eval_schema import eval_root, is_eval_config
     from jepa_scale.recipes import RECIPES
 
+    if is_eval_config(raw):  # an eval config names its kind in `eval_name`, as the official launchers read it
+        return eval_root(raw, builder.fail)
     app = raw.get("app", "vjepa") if isinstance(raw, dict) else "vjepa"
     if app not in RECIPES:
         builder.fail("app", RECIPES.unknown(app))
@@ -141,8 +144,8 @@ def config_root(raw, builder: _Builder) -> type:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = (), raw: dict | None = None):
-    """Read a pretraining YAML (official or ours), apply `--set` overrides, check it against the config root of
-    its recipe (`app`); raise ConfigError naming the file, line and key."""
+    """Read a pretraining or eval YAML (official or ours), apply `--set` overrides, check it against its config
+    root (the recipe `app` names, or the eval schema); raise ConfigError naming the file, line and key."""
     source, lines = "<dict>", {}
     if path is not None:
         from jepa_scale.config.names import resolve_config_path  # names imports ConfigError from here

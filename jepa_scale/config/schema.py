@@ -30,9 +30,16 @@ DEAD_KEYS = {
 }
 
 
-def dead_key_reason(path: str) -> Optional[str]:
+def dead_keys_of(raw) -> dict:
+    """The dead-key table of the kind of config `raw` is (pretraining, or an eval schema)."""
+    from jepa_scale.config.eval_schema import eval_dead_keys, is_eval_config
+
+    return eval_dead_keys(raw) if is_eval_config(raw) else DEAD_KEYS
+
+
+def dead_key_reason(path: str, table: dict | None = None) -> Optional[str]:
     """Why the key at `path` (`a.b`, `mask[1].c` or `mask.1.c`) changes nothing; None when it acts."""
-    return DEAD_KEYS.get(re.sub(r"\[\d+\]|\.\d+(?=\.|$)", "", path))
+    return (DEAD_KEYS if table is None else table).get(re.sub(r"\[\d+\]|\.\d+(?=\.|$)", "", path))
 
 
 def _key_paths(node, prefix: str = ""):
@@ -49,7 +56,8 @@ def _key_paths(node, prefix: str = ""):
 def ignored_keys(raw: dict) -> list[tuple[str, str]]:
     """(key path, reason) for each DEAD_KEYS key that the raw YAML dict sets, in file order; list items are
     named by index (`mask[1].key`). A key set to its default is still reported: the file asked for it."""
-    return [(p, why) for p in _key_paths(raw or {}) if (why := dead_key_reason(p)) is not None]
+    table = dead_keys_of(raw or {})
+    return [(p, why) for p in _key_paths(raw or {}) if (why := dead_key_reason(p, table)) is not None]
 
 
 def dali_unsupported(data_cfg) -> list[tuple[str, str]]:

@@ -90,9 +90,12 @@ class Engine(ABC):
         ones are exported with `python -m jepa_scale.checkpoint export`)."""
         return {n: m.state_dict() for n, m in self.modules.items()}
 
-    def load_state_dicts(self, ckpt: dict, source: str):
-        """Load an official-layout checkpoint's modules (strictly) and optimizer state."""
+    def load_state_dicts(self, ckpt: dict, source: str, names: tuple[str, ...] | None = None):
+        """Load an official-layout checkpoint's modules (strictly; those in `names`, default all) and optimizer
+        state."""
         for name, module in self.modules.items():
+            if names is not None and name not in names:
+                continue
             load_strict(module, section(ckpt, name, source), name, source)
         if has_optimizer_state(ckpt, source):
             load_optimizer_state(self.optimizer, ckpt["opt"])

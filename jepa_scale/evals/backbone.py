@@ -1,0 +1,59 @@
+"""The frozen backbone of an eval: built through the BACKBONES registry from the config's pretrain section, and
+loaded strictly from an official-layout file, one of our run folders (sharded checkpoints exported through the
+checkpointer), or nothing (a randomly initialised backbone, the baseline a probe is compared with)."""
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from jepa_scale.checkpoint import CheckpointError, load_strict, read_checkpoint
+from jepa_scale.models import BACKBONES
+
+log = logging.getLogger(__name__)
+
+
+def build_encoder(spec, seed: int = 0) -> nn.Module:
+    """The backbone the spec describes, initialised as pretraining initialises it (seeded)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return BACKBONES.get(spec.encoder_cfg.model.model_name)(spec.encoder_cfg)
+
+
+def read_pretrained(path: str | Path) -> dict:
+    """An official-layout checkpoint dict from a file, or from a run folder of ours (its newest intact checkpoint;
+    a sharded one is consolidated first)."""
+    path = Path(path)
+    if path.is_dir():
+        from jepa_scale.checkpoint.convert import export_run
+
+        with tempfile.TemporaryDirectory() as tmp:
+            return read_checkpoint(export_run(path, Path(tmp) / "export.pth.tar"))
+    return read_checkpoint(path)
+
+
+def encoder_state(ckpt: dict, key: str, fallback: str | None, source: str) -> dict:
+    """The encoder's section: `key`, or (V1) `fallback` when the file has no `key`, said in the log."""
+    if key in ckpt:
+        return ckpt[key]
+    if fallback and fallback in ckpt:
+        log.warning("%s has no '%s' section: using '%s', as the official V1 eval does", source, key, fallback)
+        return ckpt[fallback]
+    raise CheckpointError(f"{source}: no '{key}' section (pretrain checkpoint_key; has: {', '.join(sorted(ckpt))})")
+
+
+def load_encoder(spec, checkpoint: str | None = None, seed: int = 0) -> nn.Module:
+    """The frozen encoder in eval mode: `checkpoint` (default: the spec's) loaded strictly; "" keeps the random
+    init. Any missing, unexpected or mis-shaped key raises CheckpointError naming them."""
+    encoder = build_encoder(spec, seed)
+    source = spec.checkpoint if checkpoint is None else checkpoint
+    if source:
+        ckpt = read_pretrained(source)
+        load_strict(encoder, encoder_state(ckpt, spec.checkpoint_key, spec.key_fallback, str(source)),
+                    spec.checkpoint_key, str(source))
+    else:
+        log.warning("no pretrained checkpoint: the probe runs on a randomly initialised backbone")
+    return encoder.eval().requires_grad_(False)
