@@ -15,8 +15,9 @@ class CheckpointError(RuntimeError):
     """A checkpoint file is unreadable or does not match the model; the message lists what differs."""
 
 
-def add_prefix(state: dict) -> dict:
-    return {PREFIX + k: v for k, v in state.items()}
+def add_prefix(state: dict, prefix: str = PREFIX) -> dict:
+    """Keys as the official files hold them: `module.backbone.` for pretraining modules, `module.` for probes."""
+    return {prefix + k: v for k, v in state.items()}
 
 
 def strip_prefix(state: dict) -> dict:

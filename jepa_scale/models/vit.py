@@ -64,11 +64,12 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, backend: str = "sdpa"):
+    # eps: 1e-6 in the official encoder and predictor; the official probes' blocks keep nn.LayerNorm's 1e-5
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, backend: str = "sdpa", eps: float = 1e-6):
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = Attention(dim, num_heads, backend)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = MLP(dim, int(dim * mlp_ratio))
         self.checkpoint = False  # recompute this block's activations in backward instead of keeping them
 
@@ -153,10 +154,11 @@ def init_vit_weights(module: nn.Module, std: float = 0.02, convs: bool = True):
             nn.init.zeros_(m.bias)
 
 
-def rescale_blocks(blocks: nn.ModuleList):
-    """Divide block i's (1-based) attn.proj and mlp.fc2 weights by sqrt(2 i), as the official model classes do."""
+def rescale_blocks(blocks: nn.ModuleList, start: int = 1):
+    """Divide block i's attn.proj and mlp.fc2 weights by sqrt(2 i), i counted from `start`, as the official model
+    classes do (the V-JEPA 1 probe counts its self-attention blocks from 2, after its cross-attention block)."""
     with torch.no_grad():
-        for i, blk in enumerate(blocks, start=1):
+        for i, blk in enumerate(blocks, start=start):
             blk.attn.proj.weight.div_(math.sqrt(2.0 * i))
             blk.mlp.fc2.weight.div_(math.sqrt(2.0 * i))
 
