@@ -9,6 +9,12 @@ where an interrupted one stopped: finished shards are kept.
 --out must be a new or empty folder, or the folder of an earlier run of this very command: the first run records
 the CSVs' sha256 and the options that change the output in <out>/make_shards.json, and a rerun with other CSV
 contents or options is refused (exit code 2), as is a folder that is not empty and holds no such record.
+
+Images: one ImageFolder split (a subfolder of images per class) -> image shards, the files' bytes unchanged, with
+classes.json and manifest.json (kept images, failed files). --out must be new or empty; only --shard-size-mb and
+--workers apply.
+
+    python data_tools/make_shards.py --images /data/imagenet/train --out /data/imagenet_shards/train
 """
 import argparse
 import sys
@@ -20,7 +26,9 @@ from jepa_scale.data.shards.transcode import ENCODERS, TranscodeOptions
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--csv", action="append", required=True, help="official CSV list (repeat for several datasets)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--csv", action="append", help="official CSV list (repeat for several datasets)")
+    src.add_argument("--images", help="an ImageFolder split (class subfolders of images) to shard instead")
     p.add_argument("--weights", type=float, nargs="+", help="mixing weight per --csv, stored in the manifest")
     p.add_argument("--out", required=True, help="output folder, new or empty (or this command's earlier run, to "
                    "continue it); nothing is written outside it")
@@ -35,18 +43,40 @@ def main(argv=None) -> int:
     p.add_argument("--shard-size-mb", type=float, default=256)
     p.add_argument("--workers", type=int, default=1)
     a = p.parse_args(argv)
+    if a.images:
+        return _images(p, a)
     opts = TranscodeOptions(short_side=a.short_side, fps=a.fps, gop=a.gop, codec=a.codec, crf=a.crf,
                             fastdecode=not a.no_fastdecode, copy=a.copy, min_frames=a.min_frames)
+    return _run(lambda: make_shards(a.csv, a.out, opts, a.weights, a.shard_size_mb, a.workers),
+                lambda m: f"{m['num_samples']} samples in {len(m['shards'])} shards, {len(m['failures'])} failures "
+                          f"({m['videos_per_s']:.1f} videos/s): {a.out}/manifest.json",
+                lambda f: f"{f['dataset']} line {f['line']}: {f['path']}: {f['reason']}")
+
+
+def _run(make, summary, failure) -> int:
+    """Exit code 2 with the error on a DataError; else the summary line and the first failures."""
     try:
-        m = make_shards(a.csv, a.out, opts, a.weights, a.shard_size_mb, a.workers)
+        m = make()
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"{m['num_samples']} samples in {len(m['shards'])} shards, {len(m['failures'])} failures "
-          f"({m['videos_per_s']:.1f} videos/s): {a.out}/manifest.json")
+    print(summary(m))
     for f in m["failures"][:20]:
-        print(f"  failed {f['dataset']} line {f['line']}: {f['path']}: {f['reason']}")
+        print(f"  failed {failure(f)}")
     return 0
+
+
+def _images(p: argparse.ArgumentParser, a) -> int:
+    video_only = [f for f, v in (("--weights", a.weights), ("--short-side", a.short_side), ("--fps", a.fps),
+                                 ("--copy", a.copy), ("--no-fastdecode", a.no_fastdecode)) if v]
+    if video_only:
+        p.error(f"{', '.join(video_only)}: video options, not for --images")
+    from jepa_scale.data.shards.images import make_image_shards
+
+    return _run(lambda: make_image_shards(a.images, a.out, a.shard_size_mb, workers=a.workers),
+                lambda m: f"{m['num_samples']} images of {len(m['classes'])} classes in {len(m['shards'])} shards, "
+                          f"{len(m['failures'])} failures: {a.out}/manifest.json",
+                lambda f: f"{f['path']}: {f['reason']}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 MASK_NAMESPACE = 1 << 20  # the sample position slot of the mask draw: no sample of a batch has this position
+# the batch slot of evaluation samples: no training run reaches this batch, so eval draws never repeat training ones
+# (a separate slot, not a shorter seed list: numpy gives [a, b, c] and [a, b, c, 0] the same stream)
+EVAL_NAMESPACE = 1 << 40
 
 
 def micro_batch_ids(rank: int, accum: int) -> list[int]:
@@ -19,6 +22,12 @@ def micro_batch_ids(rank: int, accum: int) -> list[int]:
 def sample_rng(seed: int, batch: int, micro: int, position: int) -> np.random.Generator:
     """Clip sampling and augmentation of one sample."""
     return np.random.default_rng([seed, batch, micro, position])
+
+
+def eval_sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """Clip sampling, augmentation and replacement draws of evaluation sample `index` in `epoch`: the same
+    whichever worker or rank loads it, and after a resume."""
+    return np.random.default_rng([seed, EVAL_NAMESPACE, epoch, index])
 
 
 def mask_seed(seed: int, batch: int, micro: int) -> int:
