@@ -10,4 +10,12 @@ def load_pretrained(config, checkpoint, device="cpu", weights_only=True):
     return _load(config, checkpoint, device=device, weights_only=weights_only)
 
 
-__all__ = ["load_pretrained", "__version__"]
+def load_probe(config, checkpoint, device="cpu"):
+    """See `jepa_scale.evals.load.load_probe`: an eval config's probe heads loaded strictly from `checkpoint`, and
+    the frozen encoder when the config's pretrained file exists."""
+    from jepa_scale.evals.load import load_probe as _load
+
+    return _load(config, checkpoint, device=device)
+
+
+__all__ = ["load_pretrained", "load_probe", "__version__"]

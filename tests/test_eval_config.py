@@ -78,7 +78,7 @@ def test_v1_image_and_v2_video_semantics():
     assert len(s.heads) == 20 and s.decay_norms_and_biases
     assert {(h.lr, h.weight_decay) for h in s.heads} == {(lr, wd) for lr in (5e-3, 3e-3, 1e-3, 3e-4, 1e-4)
                                                        for wd in (0.01, 0.1, 0.4, 0.8)}
-    assert (s.latest_name, s.csv_name, s.resolution) == ("latest.pt", "log_r{rank}.csv", 256)
+    assert (s.latest_name, s.csv_tag, s.resolution) == ("latest.pt", "log", 256)
     assert s.encoder_cfg.model.use_rope
 
 

@@ -86,3 +86,21 @@ def make_moving_shapes(out_dir: str | Path, num_videos: int = 48, num_frames: in
     csv = out_dir / "videos.csv"
     csv.write_text("".join(lines))
     return csv
+
+
+def split_list(csv: str | Path, val_fraction: float) -> tuple[Path, Path]:
+    """train.csv and val.csv beside `csv`: per class, the last round(n * val_fraction) videos (at least one of a
+    class with two or more) go to val, so both splits hold every class."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    csv = Path(csv)
+    lines = csv.read_text().splitlines(keepends=True)
+    by_class: dict[str, list[int]] = {}
+    for i, line in enumerate(lines):
+        by_class.setdefault(line.rsplit(maxsplit=1)[-1], []).append(i)
+    val = {i for rows in by_class.values() if len(rows) > 1
+           for i in rows[len(rows) - max(1, round(len(rows) * val_fraction)):]}
+    paths = csv.with_name("train.csv"), csv.with_name("val.csv")
+    for path, keep in zip(paths, (lambda i: i not in val, lambda i: i in val)):
+        path.write_text("".join(line for i, line in enumerate(lines) if keep(i)))
+    return paths

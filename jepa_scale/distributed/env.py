@@ -32,7 +32,8 @@ def detect(environ: dict | None = None, local_rank_arg: int | None = None) -> Di
     return DistEnv()
 
 
-def init_process_group(env: DistEnv, group_of_one: bool = False, timeout_s: float = 1800) -> torch.device:
+def init_process_group(env: DistEnv, group_of_one: bool = False, timeout_s: float = 1800,
+                       deepspeed: bool = False) -> torch.device:
     """Join the process group (NCCL on GPUs, gloo on CPU) when there are several ranks, or for one process when
     `group_of_one` (a sharded engine on a single GPU, e.g. ZeRO-Offload); returns this rank's device. A collective
     that waits `timeout_s` (a rank died) raises instead of hanging."""
@@ -41,7 +42,7 @@ def init_process_group(env: DistEnv, group_of_one: bool = False, timeout_s: floa
     device = torch.device("cuda", env.local_rank % torch.cuda.device_count()) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)
-    if not cuda:
+    if not cuda and deepspeed:  # only the DeepSpeed engine loads DeepSpeed (its import costs seconds)
         _no_deepspeed_shm_op()
     if (env.world_size > 1 or group_of_one) and not dist.is_initialized():
         # srun (the launch script exports MASTER_ADDR/PORT) and a plain start set none of these; DeepSpeed reads them

@@ -57,7 +57,7 @@ class EvalSpec:
     checkpoint_key: str
     key_fallback: str | None  # V1 falls back to `encoder` when the key is missing
     folder: Path  # outputs: CSV, checkpoints, tensorboard, feature cache
-    csv_name: str
+    csv_tag: str  # the epoch CSV is `{csv_tag}_r{rank}.csv` (V1: the write_tag; V2: `log`)
     latest_name: str  # the official probe file name in `folder`
     resume: bool
     val_only: bool
@@ -109,7 +109,7 @@ def _v1(cfg) -> EvalSpec:
                                    tubelet=pt.tubelet_size, patch=pt.patch_size, uniform_power=pt.uniform_power,
                                    use_rope=False, use_sdpa=True),
         checkpoint=str(Path(pt.folder) / pt.checkpoint) if pt.folder else "", checkpoint_key=pt.checkpoint_key,
-        key_fallback="encoder", folder=folder, csv_name=f"{pt.write_tag}_r{{rank}}.csv",
+        key_fallback="encoder", folder=folder, csv_tag=pt.write_tag,
         latest_name=f"{pt.write_tag}-latest.pth.tar", resume=cfg.resume_checkpoint, val_only=p.val_only,
         amp=_amp(o.use_bfloat16, p), num_workers=12 if video else 8, probe=p, distributed=cfg.distributed)
 
@@ -136,7 +136,7 @@ def _v2(cfg) -> EvalSpec:
                                    tubelet=enc.tubelet_size, patch=enc.patch_size, uniform_power=enc.uniform_power,
                                    use_rope=enc.use_rope, use_sdpa=enc.use_sdpa),
         checkpoint=mk.checkpoint, checkpoint_key=enc.checkpoint_key, key_fallback=None,
-        folder=Path(p.output_folder or Path(cfg.folder) / cfg.eval_name / cfg.tag), csv_name="log_r{rank}.csv",
+        folder=Path(p.output_folder or Path(cfg.folder) / cfg.eval_name / cfg.tag), csv_tag="log",
         latest_name="latest.pt", resume=cfg.resume_checkpoint, val_only=cfg.val_only or p.val_only,
         amp=_amp(o.use_bfloat16, p), num_workers=cfg.num_workers if video else 8, probe=p,
         distributed=cfg.distributed)

@@ -1,0 +1,140 @@
+"""What the probe trains and validates on: labelled clips or images through the frozen encoder, or features read
+from the cache; the order each rank visits them in; which splits may be cached.
+
+Train order is the official one (torch's DistributedSampler: a permutation per epoch, padded to a multiple of the
+ranks); validation gives every rank every world_size-th sample, unpadded, so the per-sample top-1 counts each
+sample once. A sample's clips and augmentation are a function of (seed, epoch, index), so a resumed epoch sees
+the same inputs as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from jepa_scale.data.eval_transforms import (ImageEvalTransform, ImageTrainTransform, VideoEvalTransform,
+                                             VideoTrainTransform)
+from jepa_scale.data.image_folder import LabelledImages, image_records
+from jepa_scale.data.labelled_clips import LabelledClips, collate_clips
+from jepa_scale.models.clip_aggregation import encode_clips, image_as_video
+
+
+def cacheable(spec, split: str) -> bool:
+    """Whether the split's encoder inputs are the same every epoch (no augmentation, deterministic clips)."""
+    if not spec.probe.feature_cache:
+        return False
+    if split == "train":
+        return not spec.probe.train_augment
+    return spec.modality == "image" or not spec.probe.official_val_clip_sampling
+
+
+def _transform(spec, split: str):
+    crop, train = spec.resolution, split == "train" and spec.probe.train_augment
+    if spec.modality == "video":
+        return VideoTrainTransform(crop) if train else VideoEvalTransform(crop, spec.num_views if split == "val" else 1)
+    return ImageTrainTransform(crop) if train else ImageEvalTransform(crop)
+
+
+def labelled_dataset(spec, split: str) -> Dataset:
+    """The split's dataset: CSV list or shard folder (video), ImageFolder split or image shards (image)."""
+    path, seed = (spec.train_data if split == "train" else spec.val_data), spec.probe.seed
+    if spec.modality == "image":
+        records, _ = image_records(path)
+        return LabelledImages(records, _transform(spec, split), seed)
+    # training sees every segment only when the probe attends across them (one view); validation sees all
+    segments = spec.num_segments if (split == "val" or spec.attend_across_segments) else 1
+    random_clips = (spec.probe.train_augment if split == "train" else spec.probe.official_val_clip_sampling)
+    kwargs = dict(frames_per_clip=spec.frames_per_clip, frame_step=spec.frame_step, num_segments=segments,
+                  transform=_transform(spec, split), seed=seed, clip_duration=spec.clip_duration,
+                  random_clip_sampling=random_clips, ceil_fps=spec.ceil_fps)
+    if Path(path).is_dir():
+        return LabelledClips.from_shards([path], **kwargs)
+    return LabelledClips.from_csv([path], **kwargs)
+
+
+class AtEpoch(Dataset):
+    """Indexed by (epoch, i): workers that outlive an epoch still draw that epoch's augmentation."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        epoch, i = key
+        self.dataset.set_epoch(epoch)
+        return self.dataset[i]
+
+
+def train_order(n: int, rank: int, world: int, seed: int, epoch: int) -> list[int]:
+    sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=False)
+    sampler.set_epoch(epoch)
+    return list(sampler)
+
+
+def val_order(n: int, rank: int, world: int) -> list[int]:
+    return list(range(rank, n, world))
+
+
+def batches_per_epoch(n: int, world: int, batch_size: int) -> int:
+    return math.ceil(math.ceil(n / world) / batch_size)
+
+
+def encode(encoder, spec, clips: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+    """The probe's inputs of a batch: one [B, N, D] token tensor per output (view, or view x segment)."""
+    if spec.modality == "image":
+        return [encoder(image_as_video(v, spec.frames_per_clip)) for v in clips[0]]
+    return encode_clips(encoder, clips, spec.attend_across_segments, spec.encoder_cfg.data.tubelet_size)
+
+
+def output_shape(spec, encoder, split: str) -> tuple[int, int, int]:
+    """(outputs, tokens, dim) of one sample's features, as `encode` returns them."""
+    p = spec.encoder_cfg.data
+    per_clip = (spec.frames_per_clip // p.tubelet_size) * (spec.resolution // p.patch_size) ** 2
+    views = spec.num_views if split == "val" else 1
+    if spec.modality == "image":
+        return views, per_clip, encoder.embed_dim
+    segments = spec.num_segments if (split == "val" or spec.attend_across_segments) else 1
+    if spec.attend_across_segments:
+        return views, segments * per_clip, encoder.embed_dim
+    return views * segments, per_clip, encoder.embed_dim
+
+
+class EncodedBatches:
+    """Decoded clips through the frozen encoder, batch by batch (DataLoader workers decode and augment)."""
+
+    def __init__(self, dataset, encoder, spec, engine, workers: int):
+        self.dataset, self.encoder, self.spec, self.engine = dataset, encoder, spec, engine
+        self.workers = workers
+        self.failures: list = []  # every replaced sample's (source, reason), from all workers
+
+    def batches(self, epoch: int, indices: list[int], batch_size: int):
+        """(features, labels, indices) for `indices` in order."""
+        loader = DataLoader(AtEpoch(self.dataset), batch_size=batch_size, sampler=[(epoch, i) for i in indices],
+                            num_workers=self.workers, collate_fn=collate_clips, drop_last=False,
+                            pin_memory=self.engine.device.type == "cuda", persistent_workers=False)
+        dev = self.engine.device
+        for clips, labels, idx, failed in loader:
+            self.failures += failed
+            clips = [[c.to(dev, non_blocking=True) for c in seg] for seg in clips]
+            with torch.no_grad(), self.engine.autocast():
+                features = encode(self.encoder, self.spec, clips)
+            yield [f.float() for f in features], labels.to(dev), idx
+
+
+class CachedBatches:
+    """Features read back from a complete FeatureCache."""
+
+    def __init__(self, cache, engine):
+        self.cache, self.engine = cache, engine
+        self.failures: list = []
+
+    def batches(self, epoch: int, indices: list[int], batch_size: int):
+        dev = self.engine.device
+        for start in range(0, len(indices), batch_size):
+            idx = torch.tensor(indices[start:start + batch_size], dtype=torch.long)
+            features, labels = self.cache.read(idx)
+            yield [f.to(dev) for f in features.unbind(1)], labels.to(dev), idx
