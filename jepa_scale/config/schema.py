@@ -166,6 +166,7 @@ class ModelConfig:
     zero_init_mask_tokens: bool = True
     use_activation_checkpointing: bool = False  # V2 key: recompute every encoder and predictor block in backward
     use_rope: bool = False
+    rope_variant: str = "official"  # ours: official | corrected (RoPE frequencies; official loads released weights)
     # ours: explicit overrides of the preset (null keeps the preset's value)
     embed_dim: Optional[int] = None
     depth: Optional[int] = None
@@ -240,7 +241,7 @@ class PretrainConfig:
                 out.append((key, msg))
 
         for check in (self._data_problems, self._augment_and_mask_problems, self._model_and_schedule_problems,
-                      self._run_problems):
+                      self._recipe_problems, self._run_problems):
             check(need)
         return out
 
@@ -301,10 +302,12 @@ class PretrainConfig:
         need(self.meta.dtype in ("bfloat16", "float32", "float16"), "meta.dtype",
              f"must be bfloat16, float16 or float32, got {self.meta.dtype!r}")
         from jepa_scale.models import BACKBONES
+        from jepa_scale.models.rope import VARIANTS
 
         need(m.model_name in BACKBONES, "model.model_name", BACKBONES.unknown(m.model_name))
         need(m.use_mask_tokens, "model.use_mask_tokens", "must be true: V-JEPA predicts from learned mask tokens")
-        need(not m.use_rope, "model.use_rope", "V2's rotary embeddings are not implemented; V1 sin-cos tables are")
+        need(m.rope_variant in VARIANTS, "model.rope_variant",
+             f"must be one of {', '.join(VARIANTS)}, got {m.rope_variant!r}")
         need(m.attention in ("sdpa", "math", "xformers"), "model.attention",
              f"must be sdpa, math or xformers, got {m.attention!r}")
         need(o.lr_schedule in ("cosine", "constant", "linear"), "optimization.lr_schedule",
@@ -322,6 +325,12 @@ class PretrainConfig:
         need(not o.is_anneal, "optimization.is_anneal", f"is true, but {cooldown}")
         need(o.anneal_ckpt is None, "optimization.anneal_ckpt", f"is {o.anneal_ckpt!r}, but {cooldown}")
         need(not o.resume_anneal, "optimization.resume_anneal", f"is true, but {cooldown}")
+
+    def _recipe_problems(self, need):
+        # a RoPE encoder under V1's sin-cos predictor is neither V-JEPA 1 nor V-JEPA 2
+        need(not (self.app == "vjepa" and self.model.use_rope), "model.use_rope",
+             "the V-JEPA 2 predictor is not implemented yet, and the V-JEPA 1 recipe's sin-cos predictor with a "
+             "RoPE encoder is faithful to neither; RoPE encoders are used by the evals")
 
     def _run_problems(self, need):
         d = self.data

@@ -1,4 +1,5 @@
-"""The V-JEPA video/image ViT encoder: tubelet (or 2-D patch) embedding, fixed sin-cos positions, pre-norm blocks."""
+"""The V-JEPA video/image ViT encoder: tubelet (or 2-D patch) embedding, fixed sin-cos positions (V1) or 3-D RoPE
+in every attention (V2), pre-norm blocks."""
 from __future__ import annotations
 
 import functools
@@ -13,6 +14,7 @@ import torch.utils.checkpoint
 from jepa_scale.models.attention import attention
 from jepa_scale.models.pos_embed import sincos_2d, sincos_3d
 from jepa_scale.models.registry import BACKBONES, attention_backend, checkpoint_every
+from jepa_scale.models.rope import RoPEAttention, grid_positions
 from jepa_scale.models.tokens import gather_tokens
 
 
@@ -32,8 +34,10 @@ PRESETS = {
     "vit_large": Preset(1024, 24, 16),
     "vit_huge": Preset(1280, 32, 16),
     "vit_giant": Preset(1408, 40, 16, 48 / 11),
+    "vit_giant_xformers": Preset(1408, 40, 22, 48 / 11),  # V-JEPA 2's ViT-g: 64-wide heads
     # The official preset misspells its MLP-ratio argument, so its 64/13 never applies: trained weights are 4x MLPs.
     "vit_gigantic": Preset(1664, 48, 16, 4.0, patch_size=14),
+    "vit_gigantic_xformers": Preset(1664, 48, 26, 4.0),  # V-JEPA 2 only; its ratio is misspelt too
 }
 
 
@@ -64,23 +68,25 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    # eps: 1e-6 in the official encoder and predictor; the official probes' blocks keep nn.LayerNorm's 1e-5
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, backend: str = "sdpa", eps: float = 1e-6):
+    # eps: 1e-6 in the official encoder and predictor; the official probes' blocks keep nn.LayerNorm's 1e-5.
+    # rope: None (plain attention) or a RoPE variant; then forward takes the tokens' grid positions too.
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, backend: str = "sdpa", eps: float = 1e-6,
+                 rope: str | None = None):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
-        self.attn = Attention(dim, num_heads, backend)
+        self.attn = Attention(dim, num_heads, backend) if rope is None else RoPEAttention(dim, num_heads, backend, rope)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = MLP(dim, int(dim * mlp_ratio))
         self.checkpoint = False  # recompute this block's activations in backward instead of keeping them
 
-    def _forward(self, x):
-        x = x + self.attn(self.norm1(x))
+    def _forward(self, x, *pos):
+        x = x + self.attn(self.norm1(x), *pos)
         return x + self.mlp(self.norm2(x))
 
-    def forward(self, x):
+    def forward(self, x, *pos):
         if self.checkpoint and torch.is_grad_enabled():
-            return torch.utils.checkpoint.checkpoint(self._forward, x, use_reentrant=False)
-        return self._forward(x)
+            return torch.utils.checkpoint.checkpoint(self._forward, x, *pos, use_reentrant=False)
+        return self._forward(x, *pos)
 
     def flops(self, tokens: int, attention: bool = True) -> float:
         """Forward FLOPs on `tokens` tokens: the four matmuls (2 n in out each) and the two attention products."""
@@ -165,26 +171,32 @@ def rescale_blocks(blocks: nn.ModuleList, start: int = 1):
 
 class VisionTransformer(BlockStack, nn.Module):
     def __init__(self, img_size=224, patch_size=16, num_frames=16, tubelet_size=2, embed_dim=768, depth=12,
-                 num_heads=12, mlp_ratio=4.0, uniform_power=False, attention="sdpa", init_std=0.02):
+                 num_heads=12, mlp_ratio=4.0, uniform_power=False, attention="sdpa", init_std=0.02, use_rope=False,
+                 rope_variant="official"):
         super().__init__()
         self.img_size, self.patch_size = img_size, patch_size
         self.num_frames, self.tubelet_size = num_frames, tubelet_size
         self.is_video = num_frames > 1
         self.embed_dim = self.num_features = self.width = embed_dim
         self.num_heads = num_heads
-        self.uniform_power = uniform_power
+        self.uniform_power, self.use_rope = uniform_power, use_rope
         self.patch_embed = PatchEmbed(patch_size, tubelet_size, embed_dim, self.is_video)
         self.grid_size, self.grid_depth = img_size // patch_size, num_frames // tubelet_size
         self.num_patches = self.grid_size ** 2 * (self.grid_depth if self.is_video else 1)
-        # a frozen Parameter, not a buffer, so the state dict matches the official layout
-        self.pos_embed = nn.Parameter(torch.zeros(1, self.num_patches, embed_dim), requires_grad=False)
-        self.blocks = nn.ModuleList([Block(embed_dim, num_heads, mlp_ratio, attention) for _ in range(depth)])
+        # a frozen Parameter, not a buffer, so the state dict matches the official layout; V2 (RoPE) has none
+        self.pos_embed = None if use_rope else nn.Parameter(torch.zeros(1, self.num_patches, embed_dim),
+                                                            requires_grad=False)
+        rope = rope_variant if use_rope else None
+        self.blocks = nn.ModuleList([Block(embed_dim, num_heads, mlp_ratio, attention, rope=rope)
+                                     for _ in range(depth)])
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         init_vit_weights(self, init_std)
         rescale_blocks(self.blocks)
         self.reset_pos_embed()
 
     def reset_pos_embed(self):
+        if self.pos_embed is None:
+            return
         d = self.embed_dim
         table = (sincos_3d(d, self.grid_size, self.grid_depth, self.uniform_power) if self.is_video
                  else sincos_2d(d, self.grid_size))
@@ -220,22 +232,34 @@ class VisionTransformer(BlockStack, nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """[B, 3, T, H, W] -> [B, N, D] patch tokens with positions; run once per clip, shared by all masks."""
-        return self.patch_embed(x) + self.interpolate_pos_encoding(x)
+        tokens = self.patch_embed(x)
+        return tokens if self.use_rope else tokens + self.interpolate_pos_encoding(x)
 
-    def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+    def token_grid(self, x: torch.Tensor) -> tuple[int, int, int]:
+        """(T', H', W') of the input itself (an image is one frame), so RoPE follows non-default sizes."""
+        T = x.shape[2] // self.tubelet_size if x.ndim == 5 else 1
+        return T, x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
+
+    def encode_tokens(self, tokens: torch.Tensor, ids: torch.Tensor | None = None, grid=None) -> torch.Tensor:
+        """Blocks and norm. With RoPE, `ids` [B, K] are the tokens' flat indices in `grid` (None: all, in order)."""
+        pos = ()
+        if self.use_rope:
+            if ids is None:
+                ids = torch.arange(tokens.size(1), device=tokens.device).unsqueeze(0)
+            pos = (grid_positions(ids, grid),)
         for blk in self.blocks:
-            tokens = blk(tokens)
+            tokens = blk(tokens, *pos)
         return self.norm(tokens)
 
     def forward(self, x: torch.Tensor, masks: torch.Tensor | list[torch.Tensor] | None = None):
         """masks None -> [B, N, D]; LongTensor [B, K] -> [B, K, D]; a list of them -> a list, one per mask,
         with the patch embedding computed once."""
-        tokens = self.embed(x)
+        tokens, grid = self.embed(x), self.token_grid(x)
         if masks is None:
-            return self.encode_tokens(tokens)
+            return self.encode_tokens(tokens, None, grid)
         if isinstance(masks, torch.Tensor):
-            return self.encode_tokens(gather_tokens(tokens, masks))
-        return [self.encode_tokens(gather_tokens(tokens, m)) for m in masks]
+            return self.encode_tokens(gather_tokens(tokens, masks), masks, grid)
+        return [self.encode_tokens(gather_tokens(tokens, m), m, grid) for m in masks]
 
 
 def preset_arch(model_name: str, **overrides) -> dict:
@@ -251,12 +275,14 @@ def preset_arch(model_name: str, **overrides) -> dict:
 
 
 def build_vit(preset: str, cfg) -> VisionTransformer:
-    """A preset ViT with the config's overrides (model.embed_dim, depth, num_heads, mlp_ratio; data.patch_size)."""
+    """A preset ViT with the config's overrides (model.embed_dim, depth, num_heads, mlp_ratio; data.patch_size) and
+    positions (model.use_rope, rope_variant)."""
     m, d = cfg.model, cfg.data
     arch = preset_arch(preset, embed_dim=m.embed_dim, depth=m.depth, num_heads=m.num_heads, mlp_ratio=m.mlp_ratio,
                        patch_size=d.patch_size)
     enc = VisionTransformer(img_size=d.crop_size, num_frames=d.num_frames, tubelet_size=d.tubelet_size,
-                            uniform_power=m.uniform_power, attention=attention_backend(cfg), **arch)
+                            uniform_power=m.uniform_power, attention=attention_backend(cfg), use_rope=m.use_rope,
+                            rope_variant=m.rope_variant, **arch)
     enc.set_activation_checkpointing(checkpoint_every(cfg))
     return enc
 
