@@ -1,4 +1,5 @@
-"""Write an sbatch script for pretraining: `python launch/slurm.py --config FILE --out job.sh [options]`.
+"""Write an sbatch script for pretraining or a frozen eval (by the config's kind):
+`python launch/slurm.py --config FILE --out job.sh [options]`.
 
 See jepa_scale/launch/slurm.py (and --help) for the layouts (srun, deepspeed), signals and requeue."""
 import sys

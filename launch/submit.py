@@ -1,4 +1,5 @@
-"""Submit pretraining through submitit: `python launch/submit.py --config FILE [--cluster slurm|local|debug] [options]`.
+"""Submit pretraining or a frozen eval through submitit:
+`python launch/submit.py --config FILE [--cluster slurm|local|debug] [options]`.
 
 See jepa_scale/launch/submit.py (and --help): the job resumes from its newest checkpoint whenever it is requeued."""
 import sys

@@ -1,10 +1,13 @@
-"""sbatch scripts for pretraining: `python launch/slurm.py --config FILE --out job.sh [options]`, then `sbatch job.sh`.
+"""sbatch scripts for pretraining and frozen evals: `python launch/slurm.py --config FILE --out job.sh [options]`, then
+`sbatch job.sh`.
 
-The script is self-contained (it runs from any working directory) and resumable: every start passes
-`--set meta.load_checkpoint=true`, so a requeued job continues from the newest complete checkpoint (a first start
+The config's kind picks the entry point (`job_kind`): a pretraining config runs launch/pretrain.py, an eval config
+(it has `eval_name`) launch/eval.py. The script is self-contained (it runs from any working directory) and
+resumable: every start passes the kind's resume override (`--set meta.load_checkpoint=true`, for an eval
+`--set resume_checkpoint=true`), so a requeued job continues from the newest complete checkpoint (a first start
 with none starts fresh). Two layouts:
 
-- `srun` (default): one task per GPU, `srun --kill-on-bad-exit=1 python -u launch/pretrain.py ...`; every rank reads
+- `srun` (default): one task per GPU, `srun --kill-on-bad-exit=1 python -u launch/<entry>.py ...`; every rank reads
   SLURM_PROCID / SLURM_LOCALID / SLURM_NTASKS and the MASTER_ADDR / MASTER_PORT the script exports.
 - `deepspeed`: one task per node running DeepSpeed's launcher with a hostfile built from
   `scontrol show hostnames` (`--no_ssh --node_rank=$SLURM_NODEID`), which starts `tasks_per_node` ranks.
@@ -34,12 +37,14 @@ after a requeue (the previous start's sockets may still be in TIME_WAIT) and out
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import re
 import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (launch/pretrain.py lives there)
 SIGNALS = ("USR1", "USR2", "TERM")
@@ -47,6 +52,46 @@ MODES = ("srun", "deepspeed")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # set by the script itself: a --env of these would break the rendezvous or the launch
 _RESERVED_ENV = {"MASTER_ADDR", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "PYTHONPATH"}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """How a kind of run is launched."""
+    what: str  # in the script's comments
+    script: str  # the entry point, relative to the repository
+    resume: str  # the override every start passes last, so that a requeued job resumes
+    example: str  # an override for the script's usage line
+    call: str  # module:function the submitit job calls with the loaded config
+    summary: str  # launch/submit.py's line for rank 0's result
+
+    def function(self):
+        module, name = self.call.split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+PRETRAIN = Entry("pretraining", "launch/pretrain.py", "meta.load_checkpoint=true", "optimization.lr=1e-4",
+                 "jepa_scale.trainer:train", "done: {step} steps, final loss {loss:.4f}; checkpoint {checkpoint}")
+EVAL = Entry("frozen-backbone evaluation", "launch/eval.py", "resume_checkpoint=true", "probe.num_workers=8",
+             "jepa_scale.evals.runner:evaluate",
+             "done: top-1 {top1:.2f}% on {num_samples} validation samples; results {results_json}")
+
+
+class JobKind(NamedTuple):
+    entry: Entry
+    cpus: int  # per rank by default: its loader workers (at least 1)
+    folder: Path  # the run's outputs (submitit keeps its files under it)
+
+
+def job_kind(cfg) -> JobKind:
+    """What a loaded config runs as: an eval config (it has `eval_name`) through launch/eval.py with its loader
+    workers' CPUs (a V-JEPA 2 config's `cpus_per_task` when set), else pretraining with data.num_workers'."""
+    if not hasattr(cfg, "eval_name"):
+        return JobKind(PRETRAIN, max(1, cfg.data.num_workers), Path(cfg.logging.folder))
+    from jepa_scale.evals.spec import eval_spec
+
+    spec = eval_spec(cfg)
+    workers = spec.num_workers if cfg.probe.num_workers is None else cfg.probe.num_workers
+    return JobKind(EVAL, getattr(cfg, "cpus_per_task", 0) or max(1, workers), spec.folder)
 
 
 @dataclass
@@ -62,7 +107,8 @@ class SlurmOptions:
     gpus_per_node: int | None = None  # None: tasks_per_node (one GPU per rank)
     gpus_per_task: int | None = None
     cpus_per_task: int = 1  # per training process (rank), in both modes
-    mem: str | None = None
+    mem: str | None = None  # per node
+    mem_per_gpu: str | None = None  # excludes mem
     constraint: str | None = None
     job_name: str = "jepa"
     output_dir: str | None = None
@@ -72,6 +118,7 @@ class SlurmOptions:
     env: list[tuple[str, str]] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)
     portable: bool = False
+    entry: Entry = PRETRAIN  # options_from_args takes it from the config (job_kind)
 
     def check(self):
         if self.mode not in MODES:
@@ -85,6 +132,8 @@ class SlurmOptions:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.gpus_per_node is not None and self.gpus_per_task is not None:
             raise ValueError("--gpus-per-node and --gpus-per-task exclude each other (SLURM refuses both)")
+        if self.mem is not None and self.mem_per_gpu is not None:
+            raise ValueError("--mem and --mem-per-gpu exclude each other (SLURM refuses both)")
         for key, _ in self.env:
             if not _ENV_KEY.match(key):
                 raise ValueError(f"--env {key}=...: not a shell variable name")
@@ -100,11 +149,11 @@ class SlurmOptions:
 def add_job_arguments(p: argparse.ArgumentParser):
     """The options launch/slurm.py and launch/submit.py share: the config, its overrides and the allocation."""
     p.add_argument("--config", required=True,
-                   help="pretraining YAML (a file, or a name the config loader resolves); its `nodes` and "
-                        "`tasks_per_node` give the layout")
+                   help="pretraining or eval YAML (a file, or a name the config loader resolves); its `nodes` and "
+                        "`tasks_per_node` give the layout; an eval config (with `eval_name`) runs launch/eval.py")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override passed to launch/pretrain.py (repeatable); `nodes=`/`tasks_per_node=` "
-                        "also change the layout")
+                   help="config override passed to launch/pretrain.py or launch/eval.py (repeatable); "
+                        "`nodes=`/`tasks_per_node=` also change the layout")
     p.add_argument("--nodes", type=int, help="override the config's `nodes`")
     p.add_argument("--tasks-per-node", type=int, help="override the config's `tasks_per_node` (ranks per node)")
     p.add_argument("--partition")
@@ -116,9 +165,13 @@ def add_job_arguments(p: argparse.ArgumentParser):
                    help="GPUs per node (default: tasks_per_node, one per rank; 0: none, e.g. CPU runs)")
     g.add_argument("--gpus-per-task", type=int, help="GPUs per SLURM task instead of per node")
     p.add_argument("--cpus-per-task", type=int,
-                   help="CPUs per training process (default: data.num_workers, at least 1; in deepspeed mode "
-                        "the node task asks for this times tasks_per_node)")
-    p.add_argument("--mem", help="memory per node, as sbatch --mem takes it (e.g. 400G, 0 for all)")
+                   help="CPUs per training process (default: data.num_workers, at least 1; an eval config's "
+                        "loader workers, or its `cpus_per_task`; in deepspeed mode the node task asks for this "
+                        "times tasks_per_node)")
+    m = p.add_mutually_exclusive_group()
+    m.add_argument("--mem", help="memory per node, as sbatch --mem takes it (e.g. 400G, 0 for all)")
+    m.add_argument("--mem-per-gpu", help="memory per GPU, as sbatch --mem-per-gpu takes it (default without --mem: "
+                                         "a V-JEPA 2 eval config's `mem_per_gpu`)")
     p.add_argument("--constraint")
     p.add_argument("--job-name", help="default: the config file's stem")
     p.add_argument("--output-dir", help="folder for the job's output files (default: sbatch's working directory)")
@@ -141,6 +194,10 @@ def options_from_args(args) -> SlurmOptions:
     from jepa_scale.config import load_config
 
     cfg = load_config(args.config, args.overrides)  # fails here, not in the queue, on a bad config or override
+    kind = job_kind(cfg)
+    # a V-JEPA 2 config's memory per GPU, unless --mem is given or the job asks for no GPU (sbatch then refuses it)
+    no_gpu = args.gpus_per_node == 0 or args.gpus_per_task == 0
+    mem_per_gpu = args.mem_per_gpu or (None if args.mem or no_gpu else getattr(cfg, "mem_per_gpu", "") or None)
     env = []
     for item in args.env:
         if "=" not in item:
@@ -152,11 +209,11 @@ def options_from_args(args) -> SlurmOptions:
         tasks_per_node=cfg.tasks_per_node if args.tasks_per_node is None else args.tasks_per_node,
         mode=args.mode, partition=args.partition, account=args.account, qos=args.qos, time=args.time,
         gpus_per_node=args.gpus_per_node, gpus_per_task=args.gpus_per_task,
-        cpus_per_task=max(1, cfg.data.num_workers) if args.cpus_per_task is None else args.cpus_per_task,
-        mem=args.mem, constraint=args.constraint,
+        cpus_per_task=kind.cpus if args.cpus_per_task is None else args.cpus_per_task, mem=args.mem,
+        mem_per_gpu=mem_per_gpu, constraint=args.constraint,
         job_name=args.job_name or Path(args.config).stem, output_dir=args.output_dir, signal=args.signal,
         signal_lead_s=args.signal_lead_s, requeue=args.requeue, env=env, overrides=list(args.overrides),
-        portable=getattr(args, "portable", False))
+        portable=getattr(args, "portable", False), entry=kind.entry)
     opts.check()
     return opts
 
@@ -199,9 +256,9 @@ def sbatch_lines(o: SlurmOptions) -> list[str]:
         lines.append(("gpus-per-task", o.gpus_per_task))
     elif (o.gpus_per_node if o.gpus_per_node is not None else o.tasks_per_node) > 0:
         lines.append(("gpus-per-node", o.gpus_per_node if o.gpus_per_node is not None else o.tasks_per_node))
-    for key in ("mem", "time", "partition", "account", "qos", "constraint"):
+    for key in ("mem", "mem_per_gpu", "time", "partition", "account", "qos", "constraint"):
         if getattr(o, key) is not None:
-            lines.append((key, getattr(o, key)))
+            lines.append((key.replace("_", "-"), getattr(o, key)))
     out = "%x-%j.out"
     if o.output_dir is not None:
         folder = o.output_dir if o.portable else os.path.abspath(o.output_dir)
@@ -221,7 +278,7 @@ def generator_command(o: SlurmOptions, repo: Path) -> str:
         args += ["--gpus-per-task", str(o.gpus_per_task)]
     elif o.gpus_per_node is not None:
         args += ["--gpus-per-node", str(o.gpus_per_node)]
-    for key in ("partition", "account", "qos", "time", "mem", "constraint", "job_name", "output_dir"):
+    for key in ("partition", "account", "qos", "time", "mem", "mem_per_gpu", "constraint", "job_name", "output_dir"):
         if getattr(o, key) is not None:
             args += ["--" + key.replace("_", "-"), str(getattr(o, key))]
     args += ["--signal", o.signal, "--signal-lead-s", str(o.signal_lead_s)]
@@ -315,15 +372,15 @@ def _header(o: SlurmOptions, repo: Path) -> list[str]:
               "one task per node, DeepSpeed's launcher starts its ranks")
     return [
         "#!/bin/bash",
-        f"# V-JEPA pretraining on SLURM: {o.nodes} node(s) x {o.tasks_per_node} = {ranks} rank(s), {o.mode} mode "
+        f"# V-JEPA {o.entry.what} on SLURM: {o.nodes} node(s) x {o.tasks_per_node} = {ranks} rank(s), {o.mode} mode "
         f"({layout}).",
         f"# Generated by: {generator_command(o, repo)}",
-        "# Submit: sbatch THIS_SCRIPT [more launch/pretrain.py arguments, e.g. --set optimization.lr=1e-4]",
+        f"# Submit: sbatch THIS_SCRIPT [more {o.entry.script} arguments, e.g. --set {o.entry.example}]",
         f"# Preemption: SLURM sends SIG{o.signal} {o.signal_lead_s} s (up to 60 s more) before the time limit "
         "(by hand:",
         f"# scancel --signal={o.signal} JOBID); the ranks checkpoint at the next log flush; on USR1/USR2 rank 0 "
         "requeues",
-        "# the job, which resumes from that checkpoint (every start passes meta.load_checkpoint=true); on TERM "
+        f"# the job, which resumes from that checkpoint (every start passes {o.entry.resume}); on TERM "
         "they stop.",
         *sbatch_lines(o),
         "set -euo pipefail",
@@ -344,7 +401,7 @@ def render(o: SlurmOptions, repo: Path = ROOT, python: str | None = None) -> str
     else:
         body = [f"REPO={_q(repo)}", f"PYTHON={_q(python or sys.executable)}", ""]
     body.append("# Relative paths in the config and in --set resolve against the repository, as with "
-                "`python launch/pretrain.py` run there.")
+                f"`python {o.entry.script}` run there.")
     body += ['cd "$REPO"', 'export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"', ""]
     body += [
         "# Rendezvous: the first host; a port from the job id and the restart count (a requeued job must not reuse",
@@ -376,11 +433,11 @@ def render(o: SlurmOptions, repo: Path = ROOT, python: str | None = None) -> str
         *[f"  --set {_q(s)}" for s in o.overrides],
         ")",
         "# last: a requeued or restarted job resumes from the newest complete checkpoint (a first start has none)",
-        'ARGS+=("$@" --set meta.load_checkpoint=true)',
+        f'ARGS+=("$@" --set {o.entry.resume})',
         "",
     ]
     if o.mode == "srun":
-        srun = 'srun --kill-on-bad-exit=1 "$PYTHON" -u "$REPO/launch/pretrain.py" "${ARGS[@]}"'
+        srun = f'srun --kill-on-bad-exit=1 "$PYTHON" -u "$REPO/{o.entry.script}" "${{ARGS[@]}}"'
     else:
         body += [
             f"# hostfile: one `host slots={o.tasks_per_node}` line per node, in SLURM's order (= node rank order)",
@@ -391,7 +448,7 @@ def render(o: SlurmOptions, repo: Path = ROOT, python: str | None = None) -> str
             _NODE_DEEPSPEED,
         ]
         srun = ('srun --kill-on-bad-exit=1 --ntasks-per-node=1 bash -c "$NODE_CMD" jepa-node "$PYTHON" '
-                '"$REPO/launch/pretrain.py" "${ARGS[@]}"')
+                f'"$REPO/{o.entry.script}" "${{ARGS[@]}}"')
     body.append(_WAIT.replace("@SRUN@", srun))
     return "\n".join(head + body).rstrip("\n") + "\n"
 

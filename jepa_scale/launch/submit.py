@@ -1,19 +1,21 @@
-"""Pretraining through submitit: `python launch/submit.py --config FILE [--cluster slurm|local|debug] [options]`.
+"""Pretraining or a frozen eval through submitit:
+`python launch/submit.py --config FILE [--cluster slurm|local|debug] [options]`.
 
-The job's callable is `PretrainJob`, a `submitit.helpers.Checkpointable`: it trains with
-`meta.load_checkpoint=true`, so whatever restarts it (a requeue by rank 0 after a preemption checkpoint, submitit's
-own checkpoint-and-requeue, the local executor restarting tasks that exit 144) resumes from the newest complete
-checkpoint. The ranks find each other through submitit's `TorchDistributedEnvironment().export()` (MASTER_ADDR =
-the first host, RANK / WORLD_SIZE / LOCAL_RANK from SLURM or the local executor) with MASTER_PORT chosen first
-like the sbatch scripts do: from the job id and SLURM_RESTART_COUNT, so a requeued job does not reuse a port whose
-sockets may still be in TIME_WAIT.
+The job's callable is `RunJob`, a `submitit.helpers.Checkpointable`: it runs the config as its kind says
+(`jepa_scale.launch.slurm.job_kind`: `train` for pretraining, `jepa_scale.evals.runner.evaluate` for an eval config)
+with the kind's resume override (`meta.load_checkpoint=true`, `resume_checkpoint=true`), so whatever restarts it (a
+requeue by rank 0 after a preemption checkpoint, submitit's own checkpoint-and-requeue, the local executor
+restarting tasks that exit 144) resumes from the newest complete checkpoint. The ranks find each other through
+submitit's `TorchDistributedEnvironment().export()` (MASTER_ADDR = the first host, RANK / WORLD_SIZE / LOCAL_RANK
+from SLURM or the local executor) with MASTER_PORT chosen first like the sbatch scripts do: from the job id and
+SLURM_RESTART_COUNT, so a requeued job does not reuse a port whose sockets may still be in TIME_WAIT.
 
 Signals. SLURM (`--signal`, default USR2, `--signal-lead-s` before the time limit) signals every task (the local
 executor sends USR2 `--signal-lead-s` before its emulated time limit); submitit installs its handler for the
-preemption signal when a task starts, and the trainer installs its own over it as it starts (flag, checkpoint at
-the next log flush, rank 0 requeues under SLURM, exit 144 = the local executor's "restart me"). A signal that
-arrives before that (unpickling, reading the config) goes to submitit's handler: rank 0 requeues the job through
-`checkpoint()`, which resubmits the same callable.
+preemption signal when a task starts, and the trainer (or the eval runner) installs its own over it as it starts
+(flag, checkpoint at the next log flush, rank 0 requeues under SLURM, exit 144 = the local executor's "restart
+me"). A signal that arrives before that (unpickling, reading the config) goes to submitit's handler: rank 0
+requeues the job through `checkpoint()`, which resubmits the same callable.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from jepa_scale.launch.slurm import (
     ROOT,
     SlurmOptions,
     add_job_arguments,
+    job_kind,
     options_from_args,
 )
 
@@ -60,9 +63,14 @@ def parse_time_min(text: str) -> float:
     return minutes + (int(b) if b else 0) + (int(c) / 60 if c else 0)
 
 
-class PretrainJob(submitit.helpers.Checkpointable):
+def job_function(cfg):
+    """The function that runs a loaded config: `train` for pretraining, `evaluate` for an eval config."""
+    return job_kind(cfg).entry.function()
+
+
+class RunJob(submitit.helpers.Checkpointable):
     """What every task of the job runs. Checkpointable: its `checkpoint()` (called by submitit's handler on rank 0)
-    resubmits this same object, which always resumes (meta.load_checkpoint=true)."""
+    resubmits this same object, which always resumes (the kind's resume override)."""
 
     def __init__(self, config: str, overrides: list[str], env: dict[str, str] | None = None, threads: int = 1):
         self.config, self.overrides, self.env, self.threads = config, list(overrides), dict(env or {}), threads
@@ -73,7 +81,6 @@ class PretrainJob(submitit.helpers.Checkpointable):
         from jepa_scale.config import load_config
         from jepa_scale.launch.cli import setup_logging
         from jepa_scale.launch.preemption import Preempted
-        from jepa_scale.trainer import train
 
         os.environ.update(self.env)
         job = submitit.JobEnvironment()
@@ -85,14 +92,19 @@ class PretrainJob(submitit.helpers.Checkpointable):
         torch.set_num_threads(self.threads)
         os.chdir(ROOT)  # relative paths resolve against the repository, as with launch/pretrain.py run there
         setup_logging()
-        cfg = load_config(self.config, [*self.overrides, "meta.load_checkpoint=true"])
+        # loaded twice: the resume override depends on the kind, which only the loaded config tells
+        resume = job_kind(load_config(self.config, self.overrides)).entry.resume
+        cfg = load_config(self.config, [*self.overrides, resume])
         try:
-            return train(cfg)
+            return job_function(cfg)(cfg)
         except Preempted as e:  # checkpoint written (and, under SLURM, rank 0 requeued the job)
             print(f"preempted: {e}", file=sys.stderr, flush=True)
             # SystemExit passes submitit's `except Exception` (no error result is written); 144 makes the local
             # executor restart the tasks
             sys.exit(e.exit_code)
+
+
+PretrainJob = RunJob  # the name that jobs submitted by earlier versions pickled: their requeues unpickle it
 
 
 def make_executor(o: SlurmOptions, folder: str | Path, cluster: str | None = None):
@@ -102,8 +114,8 @@ def make_executor(o: SlurmOptions, folder: str | Path, cluster: str | None = Non
     params = dict(name=o.job_name, nodes=o.nodes, tasks_per_node=o.tasks_per_node, cpus_per_task=o.cpus_per_task,
                   timeout_min=int(parse_time_min(o.time)) if o.time else DEFAULT_TIME_MIN,
                   gpus_per_node=gpus or None, slurm_gpus_per_task=o.gpus_per_task, slurm_partition=o.partition,
-                  slurm_account=o.account, slurm_qos=o.qos, slurm_mem=o.mem, slurm_constraint=o.constraint,
-                  slurm_signal_delay_s=o.signal_lead_s,
+                  slurm_account=o.account, slurm_qos=o.qos, slurm_mem=o.mem, slurm_mem_per_gpu=o.mem_per_gpu,
+                  slurm_constraint=o.constraint, slurm_signal_delay_s=o.signal_lead_s,
                   slurm_srun_args=["--kill-on-bad-exit=1"])
     if o.time:
         params["slurm_time"] = o.time  # exactly as given
@@ -121,19 +133,20 @@ def make_executor(o: SlurmOptions, folder: str | Path, cluster: str | None = Non
 
 def default_folder(o: SlurmOptions) -> Path:
     """Where submitit keeps its pickles and logs (`<job id>_<task>_log.out` ...): --output-dir, else
-    `<logging.folder>/submitit` (the run folder is shared between the nodes; submitit's folder must be)."""
+    `<run folder>/submitit` (logging.folder, an eval's output folder: shared between the nodes, as submitit's folder
+    must be)."""
     from jepa_scale.config import load_config
 
     if o.output_dir:
         return Path(o.output_dir).absolute()
-    folder = Path(load_config(o.config, o.overrides).logging.folder)
+    folder = job_kind(load_config(o.config, o.overrides)).folder
     return (folder if folder.is_absolute() else ROOT / folder) / "submitit"
 
 
 def submit(o: SlurmOptions, cluster: str | None = None, folder: str | Path | None = None):
-    """Submit the training of options `o`; returns the submitit Job."""
+    """Submit the run (pretraining or eval) of options `o`; returns the submitit Job."""
     config = str(Path(o.config).resolve()) if Path(o.config).is_file() else o.config
-    job = PretrainJob(config, o.overrides, dict(o.env), threads=o.cpus_per_task)
+    job = RunJob(config, o.overrides, dict(o.env), threads=o.cpus_per_task)
     return make_executor(o, folder or default_folder(o), cluster).submit(job)
 
 
@@ -160,5 +173,5 @@ def _submit(args) -> int:
     print(f"submitted job {job.job_id} ({type(job).__name__}); logs: {job.paths.stdout.parent}")
     if args.wait or args.cluster in ("local", "debug"):
         result = job.results()[0]  # rank 0's summary
-        print(f"done: {result['step']} steps, final loss {result['loss']:.4f}; checkpoint {result['checkpoint']}")
+        print(opts.entry.summary.format(**result))
     return 0
