@@ -1,4 +1,5 @@
-# The two commands: `make demo` (pretrain a tiny V-JEPA on synthetic videos, CPU) and `make test`.
+# The two commands: `make demo` (pretrain a tiny V-JEPA on synthetic videos, then probe it against a randomly
+# initialised backbone, CPU) and `make test`.
 # Both create .venv and install everything on first use.
 # GPU users pick their torch build with one variable, e.g.
 #   make test TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
@@ -20,8 +21,10 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) data_tools/make_synthetic_videos.py --out demo_out/videos
-	$(PY) launch/pretrain.py --config configs/pretrain/tiny_cpu.yaml
+	$(PY) data_tools/make_synthetic_videos.py --out demo_out/videos --num-videos 192
+	$(PY) launch/pretrain.py --config configs/pretrain/tiny_cpu.yaml --set logging.overwrite=true
+	$(PY) data_tools/make_synthetic_videos.py --out demo_out/probe_videos --num-videos 192 --seed 1 --val-fraction 0.25
+	$(PY) launch/eval.py --config configs/evals/tiny_cpu_probe.yaml --random-init-baseline --set probe.overwrite=true
 
 test: $(STAMP)
 	$(PY) -m pytest -q -ra tests

@@ -146,3 +146,16 @@ def test_image_eval_on_an_image_folder(tmp_path):
     r = evaluate(cfg)
     assert r["num_samples"] == 8 and len(r["per_class"]) == 2
     assert (tmp_path / "out/jepa-latest.pth.tar").is_file()
+
+
+def test_an_official_probe_file_resumes_at_its_epoch(probe_videos, tmp_path):
+    full = evaluate(tiny(probe_videos, tmp_path / "full"))
+    ckpt = read_checkpoint(sorted((tmp_path / "full/checkpoints").glob("step-*"))[0] / "checkpoint.pth.tar")
+    assert ckpt["epoch"] == 1
+    del ckpt["jepa_scale"]  # what the official code writes: weights, optimizer and the completed epochs only
+    (tmp_path / "official").mkdir()
+    torch.save(ckpt, tmp_path / "official/jepa-latest.pth.tar")
+    resumed = evaluate(tiny(probe_videos, tmp_path / "official", "resume_checkpoint=true"))
+    assert resumed["steps"] == full["steps"] and resumed["per_head"] == full["per_head"]
+    a, b = probe_weights(tmp_path / "full/jepa-latest.pth.tar"), probe_weights(tmp_path / "official/jepa-latest.pth.tar")
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -24,7 +24,8 @@ def _shape_mask(kind: str, size: int) -> np.ndarray:
 
 
 def moving_shape_frames(label: int, num_frames: int, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
-    """uint8 [T, H, W, 3] for class `label`."""
+    """uint8 [T, H, W, 3] for class `label`: the shape crosses the frame in its class's direction, all the video
+    long (it never bounces, so every clip of the video shows the class's direction)."""
     kind = SHAPES[label // len(DIRECTIONS)]
     dx, dy = DIRECTIONS[label % len(DIRECTIONS)]
     size = max(8, min(height, width) // 4)
@@ -32,15 +33,15 @@ def moving_shape_frames(label: int, num_frames: int, height: int, width: int, rn
     color = rng.integers(150, 256, size=3)
     background = rng.integers(0, 90, size=(height // 8 + 1, width // 8 + 1, 3)).repeat(8, 0).repeat(8, 1)
     background = background[:height, :width].astype(np.uint8)
-    speed = rng.uniform(0.6, 1.4) * max(height, width) / num_frames
-    x0, y0 = rng.uniform(0, width - size), rng.uniform(0, height - size)
+    room_x, room_y = width - size, height - size
+    travel = rng.uniform(0.5, 0.95) * (room_x if dx else room_y)  # pixels over the whole video
+    # start where the whole path fits: moving right starts near the left, moving left near the right
+    x0 = (rng.uniform(0, room_x - travel) if dx > 0 else rng.uniform(travel, room_x)) if dx else rng.uniform(0, room_x)
+    y0 = (rng.uniform(0, room_y - travel) if dy > 0 else rng.uniform(travel, room_y)) if dy else rng.uniform(0, room_y)
     frames = np.empty((num_frames, height, width, 3), np.uint8)
     for t in range(num_frames):
-        # bounce off the borders so the shape stays visible and keeps its direction class on average
-        x = int(abs((x0 + dx * speed * t) % (2 * (width - size)) - 0)) if dx else int(x0)
-        y = int(abs((y0 + dy * speed * t) % (2 * (height - size)))) if dy else int(y0)
-        x = x if x <= width - size else 2 * (width - size) - x
-        y = y if y <= height - size else 2 * (height - size) - y
+        step = travel * t / max(1, num_frames - 1)
+        x, y = int(round(x0 + dx * step)), int(round(y0 + dy * step))
         frame = background.copy()
         frame[y:y + size, x:x + size][mask] = color
         frames[t] = frame

@@ -34,14 +34,33 @@ def tensors_digest(module: torch.nn.Module) -> str:
 
 
 def data_digest(path: str) -> str:
-    """sha256 of a data list (a CSV's bytes; a folder's file names and sizes, recursively)."""
+    """sha256 of a data list and of what it points at: a CSV's bytes plus each listed file's size and modification
+    time (a video rewritten under the same name changes it); a folder's files, names and sizes, recursively."""
     p, h = Path(path), hashlib.sha256()
     if p.is_file():
-        h.update(p.read_bytes())
+        text = p.read_bytes()
+        h.update(text)
+        for line in text.decode(errors="replace").splitlines():
+            media = _listed_file(line, p.parent)
+            if media is not None:
+                st = media.stat()
+                h.update(f"{st.st_size}:{st.st_mtime_ns}\n".encode())
     elif p.is_dir():
         for f in sorted(q for q in p.rglob("*") if q.is_file()):
-            h.update(f"{f.relative_to(p)}:{f.stat().st_size}\n".encode())
+            st = f.stat()
+            h.update(f"{f.relative_to(p)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
+
+
+def _listed_file(line: str, folder: Path) -> Path | None:
+    """The existing file a `path label` line names (relative paths as the CSV reader resolves them)."""
+    parts = line.rsplit(maxsplit=1)
+    if len(parts) != 2:
+        return None
+    for candidate in (Path(parts[0]), folder / parts[0]):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def cache_key(encoder_digest: str, inputs: dict) -> str:

@@ -106,9 +106,9 @@ def output_shape(spec, encoder, split: str) -> tuple[int, int, int]:
 class EncodedBatches:
     """Decoded clips through the frozen encoder, batch by batch (DataLoader workers decode and augment)."""
 
-    def __init__(self, dataset, encoder, spec, engine, workers: int):
+    def __init__(self, dataset, encoder, spec, engine, workers: int, autocast=None):
         self.dataset, self.encoder, self.spec, self.engine = dataset, encoder, spec, engine
-        self.workers = workers
+        self.workers, self.autocast = workers, autocast or engine.autocast
         self.failures: list = []  # every replaced sample's (source, reason), from all workers
 
     def batches(self, epoch: int, indices: list[int], batch_size: int):
@@ -120,7 +120,7 @@ class EncodedBatches:
         for clips, labels, idx, failed in loader:
             self.failures += failed
             clips = [[c.to(dev, non_blocking=True) for c in seg] for seg in clips]
-            with torch.no_grad(), self.engine.autocast():
+            with torch.no_grad(), self.autocast():
                 features = encode(self.encoder, self.spec, clips)
             yield [f.float() for f in features], labels.to(dev), idx
 

@@ -94,7 +94,8 @@ class ProbeRun:
     def open_inputs(self):
         """Feature sources of both splits: the cache where the inputs never change, else the encoder each time."""
         return {split: (self.cached(split) if inputs.cacheable(self.spec, split) else
-                        inputs.EncodedBatches(self.datasets[split], self.encoder, self.spec, self.engine, self.workers))
+                        inputs.EncodedBatches(self.datasets[split], self.encoder, self.spec, self.engine, self.workers,
+                                              self.task.autocast))
                 for split in ("train", "val")}
 
     def cached(self, split: str) -> inputs.CachedBatches:
@@ -110,7 +111,7 @@ class ProbeRun:
             cache.open()
             return inputs.CachedBatches(cache, e)
         todo = cache.prepare(e.barrier)
-        source = inputs.EncodedBatches(ds, self.encoder, spec, e, self.workers)
+        source = inputs.EncodedBatches(ds, self.encoder, spec, e, self.workers, self.task.autocast)
         batches = source.batches(0, todo.tolist(), spec.batch_size)
         for i, (features, labels, idx) in enumerate(_progress(batches, e.rank, f"caching {split} features",
                                                               -(-len(todo) // spec.batch_size))):
@@ -212,6 +213,9 @@ class ProbeRun:
 
     def finish(self, val: dict, **extra) -> dict:
         spec = self.spec
+        for split, source in getattr(self, "sources", {}).items():
+            if not isinstance(source, inputs.CachedBatches):  # the cache's were counted when it was filled
+                self._report_failures(split, source.failures)
         results = {"eval_name": spec.eval_name, "tag": spec.tag, "schema": spec.schema, "epochs": spec.epochs,
                    "steps": getattr(self, "step", 0), **val, "heads": [dataclasses.asdict(h) for h in spec.heads],
                    "selected_head_settings": dataclasses.asdict(spec.heads[val["head"]]),

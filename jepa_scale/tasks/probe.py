@@ -71,6 +71,26 @@ class Probe:
         self.engine, self.clip = engine, spec.clip_grad
         self.schedules = [head_schedules(h, ipe, spec.epochs) for h in spec.heads]
         self.guard = NonFiniteGuard(max_nonfinite_steps, engine.device)
+        # probe.official_float16: float16 autocast with loss scaling, as the official `use_bfloat16` really runs
+        # (CUDA only; the engines do bfloat16 or float32, so this mode steps the optimizer here)
+        self.scaler = (torch.amp.GradScaler("cuda") if spec.amp == "float16" and engine.device.type == "cuda"
+                       else None)
+
+    def autocast(self):
+        if self.scaler is not None:
+            return torch.autocast("cuda", dtype=torch.float16)
+        return self.engine.autocast()
+
+    def _scaled_step(self, loss: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        e, s = self.engine, self.scaler
+        s.scale(loss).backward()
+        s.unscale_(e.optimizer)
+        params = [p for p in e.modules["classifiers"].parameters() if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(params, self.clip if self.clip is not None else float("inf"))
+        s.step(e.optimizer)  # skipped by the scaler when the unscaled gradients hold inf/NaN
+        s.update()
+        e.optimizer.zero_grad(set_to_none=True)
+        return norm, torch.isfinite(norm) & torch.isfinite(loss.detach())
 
     def logits(self, features: list[torch.Tensor]) -> list[list[torch.Tensor]]:
         """logits[output][head], each [B, C]. The outputs (same shape) go through the heads as one batch: one
@@ -86,11 +106,14 @@ class Probe:
         (features, labels), = batches
         lrs = [(s.lr(step + 1), s.wd(step + 1)) for s in self.schedules]
         set_head_lr_wd(e.optimizer, lrs)
-        with e.autocast():
+        with self.autocast():
             logits = self.logits(features)
         losses = head_losses(logits, labels)
-        e.backward(losses.sum())
-        grad_norm, finite = e.step(self.clip, losses.sum())
+        if self.scaler is not None:
+            grad_norm, finite = self._scaled_step(losses.sum())
+        else:
+            e.backward(losses.sum())
+            grad_norm, finite = e.step(self.clip, losses.sum())
         self.guard.update(finite)
         correct = (head_probabilities(logits).argmax(-1) == labels).sum(-1)
         best = 100.0 * correct.max().float() / labels.numel()
@@ -101,7 +124,7 @@ class Probe:
     @torch.no_grad()
     def predict(self, features: list[torch.Tensor]) -> torch.Tensor:
         """[H, B, C] probabilities of every head (softmax averaged over views and segments)."""
-        with self.engine.autocast():
+        with self.autocast():
             return head_probabilities(self.logits(features))
 
     def after_flush(self, step, checkpoint_location):
