@@ -4,7 +4,6 @@ deepspeed). FILE is an official V-JEPA or V-JEPA 2 eval config (or ours); `--set
 
 Exit codes as launch/pretrain.py: 0 done, 2 config error, 3 non-finite steps, 4 data error, 5 checkpoint error,
 6 the output folder holds another run, 8 a collective timed out; 144/143 after a preemption signal."""
-import argparse
 import sys
 from pathlib import Path
 
@@ -12,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, 
 
 from jepa_scale.config import load_config  # noqa: E402
 from jepa_scale.evals.runner import evaluate  # noqa: E402
-from jepa_scale.launch.cli import exit_process, run_main, setup_logging  # noqa: E402
+from jepa_scale.launch.cli import exit_process, run_main, run_parser, setup_logging  # noqa: E402
 
 
 def _line(name: str, r: dict) -> str:
@@ -42,14 +41,10 @@ def run_eval(args) -> int:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="official-format or jepa_scale eval YAML")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set optimization.lr=1e-3 (repeatable)")
+    p = run_parser(__doc__, "eval")
     p.add_argument("--random-init-baseline", action="store_true",
                    help="also train the same probe on a randomly initialised backbone of the same shape and print "
                         "both top-1s (does the pretraining help?)")
-    p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed
     args = p.parse_args(argv)
     setup_logging()
     return run_main(run_eval, args)

@@ -4,10 +4,8 @@ Exit codes: 0 done, 2 config error, 3 stopped on non-finite steps, 4 data error,
 folder holds another run, 7 the planner predicts more memory than there is;
 8 a collective timed out (a rank stopped or hangs); after a preemption signal (checkpoint written): 144 on
 SIGUSR1/SIGUSR2 (requeue me), 143 on SIGTERM."""
-import argparse
-
 from jepa_scale.config import load_config
-from jepa_scale.launch.cli import exit_process, run_main, setup_logging
+from jepa_scale.launch.cli import exit_process, run_main, run_parser, setup_logging
 from jepa_scale.trainer import train
 
 
@@ -25,12 +23,7 @@ def pretrain(args) -> int:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="official-format or jepa_scale pretraining YAML")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set optimization.lr=1e-3 (repeatable)")
-    p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed
-    args = p.parse_args(argv)
+    args = run_parser(__doc__, "pretraining").parse_args(argv)
     setup_logging()
     return run_main(pretrain, args)
 

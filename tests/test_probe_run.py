@@ -40,7 +40,7 @@ def probe_weights(path: Path) -> dict:
 
 
 def test_a_probe_run_writes_the_official_outputs(probe_videos, tmp_path):
-    r = evaluate(tiny(probe_videos, tmp_path / "run"))
+    r = evaluate(tiny(probe_videos, tmp_path / "run", "probe.tensorboard=true"))
     assert r["num_samples"] == 12 and r["per_head"] == [r["top1"]] and 0 <= r["top1"] <= 100
     rows = list(csv.reader(open(tmp_path / "run/jepa_r0.csv")))
     assert rows[0] == ["epoch", "train_acc", "val_acc"] and [row[0] for row in rows[1:]] == ["1", "2"]
@@ -49,6 +49,13 @@ def test_a_probe_run_writes_the_official_outputs(probe_videos, tmp_path):
     assert ckpt["epoch"] == 2 and all(k.startswith("module.") for k in ckpt["classifier"])
     assert "module.pooler.cross_attention_block.xattn.proj.weight" in ckpt["classifier"]
     assert [len(g["params"]) for g in ckpt["opt"]["param_groups"]] == [7, 10]  # weights and the query token, then biases and norms
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "run/tensorboard"), size_guidance={"images": 0}).Reload()
+    assert "val/confusion_matrix" in events.Tags()["images"]
+    assert {"val/top1", "train/top1", "train/loss", "train/lr"} <= set(events.Tags()["scalars"])
+    assert any(t.startswith("val_per_class/") for t in events.Tags()["scalars"])
+    assert len(r["per_class"]) == 12
     loaded = jepa_scale.load_probe(tiny(probe_videos, tmp_path / "run"), tmp_path / "run")
     assert loaded.encoder is None and loaded.classifier(torch.randn(2, 32, 64)).shape == (2, 12)
 
@@ -107,9 +114,13 @@ def test_the_v2_grid_trains_every_head_and_reports_the_best(probe_videos, tmp_pa
         "experiment.data.num_views_per_segment=2", "experiment.optimization.num_epochs=1",
         "experiment.optimization.batch_size=4", "experiment.classifier.num_heads=2",
         "experiment.classifier.num_probe_blocks=2", "model_kwargs.checkpoint=''",
-        "model_kwargs.pretrain_kwargs.encoder.use_rope=false", "model_kwargs.pretrain_kwargs.encoder.depth=1",
+        "model_kwargs.pretrain_kwargs.encoder.depth=1",  # a V-JEPA 2 RoPE encoder, as the config says
         "model_kwargs.pretrain_kwargs.encoder.embed_dim=32", "model_kwargs.pretrain_kwargs.encoder.num_heads=2",
         f"probe.output_folder={tmp_path / 'v2'}", "probe.num_workers=0", "probe.tensorboard=false", "num_workers=0"])
+    from jepa_scale.evals.backbone import build_encoder
+    from jepa_scale.evals.spec import eval_spec
+
+    assert build_encoder(eval_spec(cfg)).pos_embed is None  # rotary positions, no table
     r = evaluate(cfg)
     assert len(r["per_head"]) == 20 and r["top1"] == max(r["per_head"]) and "validation set" in r["selection"]
     ckpt = read_checkpoint(tmp_path / "v2/latest.pt")

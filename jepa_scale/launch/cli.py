@@ -1,6 +1,7 @@
 """What every entry point shares: logging per rank, and errors a user can fix as one line with an exit code."""
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -28,6 +29,16 @@ def setup_logging():
     rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format=f"%(asctime)s %(levelname)s [rank {rank}] %(name)s: %(message)s")
+
+
+def run_parser(doc: str, what: str) -> argparse.ArgumentParser:
+    """The options every run entry point takes: --config, repeatable --set, and DeepSpeed's --local_rank."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help=f"official-format or jepa_scale {what} YAML")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set optimization.lr=1e-3 (repeatable)")
+    p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed
+    return p
 
 
 def exit_process(code: int):
