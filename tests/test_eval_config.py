@@ -112,3 +112,14 @@ def test_validation_cli_finds_the_kind_and_lists_dead_keys():
     assert out.returncode == 0, out.stderr
     assert "ignored data.frame_step = the official V1 eval reads the frame step from pretrain.frame_step" in out.stdout
     assert "ignored max_workers" in out.stdout and "ignored pretrain.use_silu" in out.stdout
+
+
+def test_a_placeholder_checkpoint_is_named_with_its_keys(tmp_path):
+    from jepa_scale.checkpoint import CheckpointError
+    from jepa_scale.evals.backbone import load_encoder
+
+    spec = eval_spec(load_config(ROOT / "configs/evals/vitl16_k400_16x8x3.yaml"))
+    with pytest.raises(CheckpointError, match="placeholder.*pretrain.folder and pretrain.checkpoint"):
+        load_encoder(spec)
+    with pytest.raises(ConfigError, match="pretrain.frames_per_clip: an image backbone"):
+        load_config(ROOT / "configs/evals/vitl16_in1k.yaml", ["pretrain.frames_per_clip=1"])

@@ -157,9 +157,12 @@ class _Root:
         raise NotImplementedError
 
 
-def _backbone_problems(need, prefix: str, enc):
+def _backbone_problems(need, prefix: str, enc, frames: int | None = None):
     from jepa_scale.models import BACKBONES
 
+    if frames is not None:
+        need(frames > 1, f"{prefix}.frames_per_clip", "an image backbone (1 frame: the official FrameAggregation, "
+                                                       "each frame encoded alone) is not implemented yet")
     need(bool(enc.model_name), f"{prefix}.model_name", "is required (e.g. vit_large)")
     if enc.model_name:
         need(enc.model_name in BACKBONES, f"{prefix}.model_name", BACKBONES.unknown(enc.model_name))
@@ -192,7 +195,7 @@ class EvalV1VideoConfig(_Root):
     def _problems(self, need):
         _video_data_problems(need, "data", self.data, "frames_per_clip")
         _optim_problems(need, "optimization", self.optimization)
-        _backbone_problems(need, "pretrain", self.pretrain)
+        _backbone_problems(need, "pretrain", self.pretrain, self.pretrain.frames_per_clip)
         o, pt = self.optimization, self.pretrain
         need(o.resolution % pt.patch_size == 0, "optimization.resolution",
              f"{o.resolution} is not divisible by pretrain.patch_size={pt.patch_size}")
@@ -213,7 +216,7 @@ class EvalV1ImageConfig(_Root):
         need(d.resolution % self.pretrain.patch_size == 0, "data.resolution",
              f"{d.resolution} is not divisible by pretrain.patch_size={self.pretrain.patch_size}")
         _optim_problems(need, "optimization", self.optimization)
-        _backbone_problems(need, "pretrain", self.pretrain)
+        _backbone_problems(need, "pretrain", self.pretrain, self.pretrain.frames_per_clip)
 
 
 # -- V-JEPA 2

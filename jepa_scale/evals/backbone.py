@@ -48,8 +48,12 @@ def encoder_state(ckpt: dict, key: str, fallback: str | None, source: str) -> di
 def load_encoder(spec, checkpoint: str | None = None, seed: int = 0) -> nn.Module:
     """The frozen encoder in eval mode: `checkpoint` (default: the spec's) loaded strictly; "" keeps the random
     init. Any missing, unexpected or mis-shaped key raises CheckpointError naming them."""
-    encoder = build_encoder(spec, seed)
     source = spec.checkpoint if checkpoint is None else checkpoint
+    if source and not Path(source).exists():  # before building: a ViT-g takes a while
+        placeholder = " (the official config's placeholder)" if "your_" in str(source) else ""
+        raise CheckpointError(f"{source}: pretrained checkpoint not found{placeholder}; set it with "
+                              f"{spec.checkpoint_from} (--set ...)")
+    encoder = build_encoder(spec, seed)
     if source:
         ckpt = read_pretrained(source)
         load_strict(encoder, encoder_state(ckpt, spec.checkpoint_key, spec.key_fallback, str(source)),

@@ -54,6 +54,7 @@ class EvalSpec:
     clip_grad: float | None
     encoder_cfg: PretrainConfig  # builds the backbone through the registry
     checkpoint: str  # the pretrained file ("" for none)
+    checkpoint_from: str  # the config keys that name it (for messages)
     checkpoint_key: str
     key_fallback: str | None  # V1 falls back to `encoder` when the key is missing
     folder: Path  # outputs: CSV, checkpoints, tensorboard, feature cache
@@ -108,7 +109,8 @@ def _v1(cfg) -> EvalSpec:
         encoder_cfg=encoder_config(pt.model_name, pt, resolution=resolution, frames=pt.frames_per_clip,
                                    tubelet=pt.tubelet_size, patch=pt.patch_size, uniform_power=pt.uniform_power,
                                    use_rope=False, use_sdpa=True),
-        checkpoint=str(Path(pt.folder) / pt.checkpoint) if pt.folder else "", checkpoint_key=pt.checkpoint_key,
+        checkpoint=str(Path(pt.folder) / pt.checkpoint) if pt.folder else "",
+        checkpoint_from="pretrain.folder and pretrain.checkpoint", checkpoint_key=pt.checkpoint_key,
         key_fallback="encoder", folder=folder, csv_tag=pt.write_tag,
         latest_name=f"{pt.write_tag}-latest.pth.tar", resume=cfg.resume_checkpoint, val_only=p.val_only,
         amp=_amp(o.use_bfloat16, p), num_workers=12 if video else 8, probe=p, distributed=cfg.distributed)
@@ -135,7 +137,8 @@ def _v2(cfg) -> EvalSpec:
         encoder_cfg=encoder_config(enc.model_name, enc, resolution=d.resolution, frames=frames,
                                    tubelet=enc.tubelet_size, patch=enc.patch_size, uniform_power=enc.uniform_power,
                                    use_rope=enc.use_rope, use_sdpa=enc.use_sdpa),
-        checkpoint=mk.checkpoint, checkpoint_key=enc.checkpoint_key, key_fallback=None,
+        checkpoint=mk.checkpoint, checkpoint_from="model_kwargs.checkpoint", checkpoint_key=enc.checkpoint_key,
+        key_fallback=None,
         folder=Path(p.output_folder or Path(cfg.folder) / cfg.eval_name / cfg.tag), csv_tag="log",
         latest_name="latest.pt", resume=cfg.resume_checkpoint, val_only=cfg.val_only or p.val_only,
         amp=_amp(o.use_bfloat16, p), num_workers=cfg.num_workers if video else 8, probe=p,
