@@ -53,6 +53,7 @@ class CheckpointPlan:
     resume_key: str = "meta.load_checkpoint"  # the config keys an error about the run folder names
     overwrite_key: str = "logging.overwrite"
     folder_key: str = "logging.folder"
+    batch_size_key: str = "data.batch_size"
 
     @classmethod
     def pretraining(cls, cfg) -> "CheckpointPlan":
@@ -256,8 +257,8 @@ class Checkpointer:
                                   f"run has {e.world_size} x {len(streams)}: the data positions cannot be mapped "
                                   f"(resume with the same number of processes and distributed.micro_batch_size)")
         if ours.get("batch_size", self.plan.batch_size) != self.plan.batch_size:
-            log.warning("%s was trained with batch size %s; this run uses %d: the data order and the "
-                        "losses will differ from an uninterrupted run", source, ours["batch_size"],
+            log.warning("%s was trained with %s=%s; this run uses %d: the data order and the losses will differ "
+                        "from an uninterrupted run", source, self.plan.batch_size_key, ours["batch_size"],
                         self.plan.batch_size)
         for stream, state in zip(streams, data[e.rank]):
             stream.load_state_dict(state)

@@ -88,7 +88,7 @@ class ProbeRun:
             save_every_freq=-1, overwrite=spec.probe.overwrite, read_checkpoint=None, batch_size=spec.batch_size,
             lr=lambda step: self.task.schedules[0].lr(step), pack=pack_probe(spec.probe_layout), unpack=unpack_probe,
             modules=(GRID,), resume_key="resume_checkpoint", overwrite_key="probe.overwrite",
-            folder_key="probe.output_folder (or the folder it derives from)")
+            folder_key="probe.output_folder (or the folder it derives from)", batch_size_key="batch_size")
 
     # -- inputs
     def open_inputs(self):
