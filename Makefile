@@ -26,8 +26,10 @@ demo: $(STAMP)
 	$(PY) data_tools/make_synthetic_videos.py --out demo_out/probe_videos --num-videos 192 --seed 1 --val-fraction 0.25
 	$(PY) launch/eval.py --config configs/evals/tiny_cpu_probe.yaml --random-init-baseline --set probe.overwrite=true
 
+# the fast tests on both cores, then the slow ones (real SLURM, several ranks, kills) one at a time
 test: $(STAMP)
-	$(PY) -m pytest -q -ra tests
+	$(PY) -m pytest -q -ra -m "not slow" -n 2 tests
+	$(PY) -m pytest -q -ra -m slow tests
 
 bench: $(STAMP)
 	$(PY) bench/step_time.py
