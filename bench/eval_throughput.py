@@ -24,7 +24,6 @@ def train_rate(cfg, epochs: int) -> tuple[float, float]:
     fill, or 0)."""
     run = ProbeRun(cfg, encoder_checkpoint="")
     run.checkpointer.prepare(resume=False)
-    run.step = 0
     t = time.perf_counter()
     run.sources = run.open_inputs()
     ready = time.perf_counter() - t

@@ -71,6 +71,8 @@ class ProbeRun:
         self.position = Position()
         self.checkpointer = Checkpointer(cfg, e, self.stop_step, plan=self.plan())
         self.results_path = spec.folder / "eval_results.json"
+        self.step, self.sources, self.metrics, self.log = 0, {}, None, None
+        self.failures: dict[str, int] = {}  # replaced samples per split
 
     def build_grid(self) -> ProbeGrid:
         spec = self.spec
@@ -124,7 +126,6 @@ class ProbeRun:
         if failures:
             log.warning("%s: %d sample(s) could not be decoded and were replaced by others (first: %s: %s)", split,
                         len(failures), failures[0][0], failures[0][1])
-        self.failures = getattr(self, "failures", {})
         self.failures[split] = self.failures.get(split, 0) + len(failures)
 
     # -- the loop
@@ -213,23 +214,24 @@ class ProbeRun:
 
     def finish(self, val: dict, **extra) -> dict:
         spec = self.spec
-        for split, source in getattr(self, "sources", {}).items():
+        for split, source in self.sources.items():
             if not isinstance(source, inputs.CachedBatches):  # the cache's were counted when it was filled
                 self._report_failures(split, source.failures)
         results = {"eval_name": spec.eval_name, "tag": spec.tag, "schema": spec.schema, "epochs": spec.epochs,
-                   "steps": getattr(self, "step", 0), **val, "heads": [dataclasses.asdict(h) for h in spec.heads],
+                   "steps": self.step, **val, "heads": [dataclasses.asdict(h) for h in spec.heads],
                    "selected_head_settings": dataclasses.asdict(spec.heads[val["head"]]),
-                   "replaced_samples": getattr(self, "failures", {}), "folder": str(spec.folder), **extra}
-        results.pop("per_class", None) if len(results.get("per_class", [])) > 1000 else None
+                   "replaced_samples": self.failures, "folder": str(spec.folder), **extra}
+        if len(results.get("per_class", [])) > 1000:  # a 10,000-class list would drown the file
+            del results["per_class"]
         if self.engine.rank == 0:
             write_results(self.results_path, results)
         self.close()
         return dict(results, rank=self.engine.rank, results_json=str(self.results_path))
 
     def close(self):
-        for part in ("metrics", "log"):
-            if hasattr(self, part):
-                getattr(self, part).close()
+        for part in (self.metrics, self.log):
+            if part is not None:
+                part.close()
         self.preemption.uninstall()
         if self.owns_engine:
             self.engine.close()

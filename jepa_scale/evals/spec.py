@@ -88,6 +88,12 @@ def _amp(use_bfloat16: bool, probe) -> str:
     return "float16" if probe.official_float16 else "bfloat16"
 
 
+def _image_splits(d) -> tuple[str, str]:
+    """The ImageFolder train and val folders of an image eval's data section (both schemas name them alike)."""
+    root = Path(d.root_path) / d.image_folder
+    return str(root / "train"), str(root / "val")
+
+
 def _v1(cfg) -> EvalSpec:
     pt, o, p = cfg.pretrain, cfg.optimization, cfg.probe
     video = cfg.modality == "video"
@@ -95,8 +101,7 @@ def _v1(cfg) -> EvalSpec:
     resolution = o.resolution if video else d.resolution
     folder = Path(p.output_folder or Path(pt.folder) / cfg.eval_name / cfg.tag)
     head = HeadSchedule(o.lr, o.start_lr, o.final_lr, o.warmup, o.weight_decay, V1_FINAL_WD)
-    train, val = ((d.dataset_train, d.dataset_val) if video else
-                  (str(Path(d.root_path) / d.image_folder / "train"), str(Path(d.root_path) / d.image_folder / "val")))
+    train, val = (d.dataset_train, d.dataset_val) if video else _image_splits(d)
     return EvalSpec(
         schema="v1", modality=cfg.modality, eval_name=cfg.eval_name, tag=cfg.tag, num_classes=d.num_classes,
         train_data=train, val_data=val, resolution=resolution,
@@ -123,8 +128,7 @@ def _v2(cfg) -> EvalSpec:
     frames = d.frames_per_clip if video else mk.wrapper_kwargs.img_as_video_nframes
     heads = tuple(HeadSchedule(h.lr, h.start_lr, h.final_lr, h.warmup, h.weight_decay, h.final_weight_decay)
                   for h in o.multihead_kwargs)
-    train, val = ((d.dataset_train, d.dataset_val) if video else
-                  (str(Path(d.root_path) / d.image_folder / "train"), str(Path(d.root_path) / d.image_folder / "val")))
+    train, val = (d.dataset_train, d.dataset_val) if video else _image_splits(d)
     return EvalSpec(
         schema="v2", modality=cfg.modality, eval_name=cfg.eval_name, tag=cfg.tag, num_classes=d.num_classes,
         train_data=train, val_data=val, resolution=d.resolution, frames_per_clip=frames,
