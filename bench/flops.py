@@ -1,4 +1,5 @@
-"""Analytic FLOPs of one V-JEPA training step vs torch's FlopCounterMode, for tiny, ViT-L and ViT-H configs.
+"""Analytic FLOPs of one training step vs torch's FlopCounterMode: V-JEPA tiny, ViT-L and ViT-H; V-JEPA 2 ViT-g at
+16x256 and 64x384 (RoPE blocks).
 
 Large models run on the meta device (shapes only, no memory, no time); attention uses the `math` backend so the
 counter sees its matmuls. One batch of masks drawn by the official generator. Ends with one JSON line.
@@ -14,42 +15,54 @@ from torch.utils.flop_counter import FlopCounterMode
 from jepa_scale.config import load_config
 from jepa_scale.models import Predictor, VisionTransformer, preset_arch
 from jepa_scale.monitor.flops import jepa_step
+from jepa_scale.data.batch import Batch, Masks
 from jepa_scale.recipes import RECIPES
-from jepa_scale.recipes.objective import jepa_loss, predict, target_features
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = [("tiny_cpu", "tiny_cpu.yaml", "cpu"), ("vit_large_224", "vitl16.yaml", "meta"),
-           ("vit_huge_224", "vith16.yaml", "meta"), ("vit_huge_384", "vith16_384.yaml", "meta")]
+CONFIGS = [("tiny_cpu", "tiny_cpu.yaml", "cpu"), ("tiny_cpu_v2", "tiny_cpu_v2.yaml", "cpu"),
+           ("vit_large_224", "vitl16.yaml", "meta"), ("vit_huge_224", "vith16.yaml", "meta"),
+           ("vit_huge_384", "vith16_384.yaml", "meta"), ("v2_vit_giant_16x256", "vitg16_256_v2.yaml", "meta"),
+           ("v2_vit_giant_64x384", "vitg16_384_64f_cooldown.yaml", "meta")]
+
+
+def example_input(cfg, key: str, batch: int, device) -> torch.Tensor:
+    """A random input of the shape the data layer gives under `key` (video, video@{frames}, image)."""
+    d = cfg.data
+    if key == "image":
+        return torch.randn(batch, 3, d.crop_size, d.crop_size, device=device)
+    frames = int(key.split("@")[1]) if "@" in key else d.num_frames
+    return torch.randn(batch, 3, frames, d.crop_size, d.crop_size, device=device)
 
 
 def measure(name, file, device, batch=1):
+    """One batch of the recipe's own masks and loss, counted by FlopCounterMode, beside the recipe's analytic
+    step_flops."""
     cfg = load_config(ROOT / "configs" / "pretrain" / file, ["model.attention=math"])
-    d, recipe = cfg.data, RECIPES.get(cfg.app)(cfg)
+    recipe = RECIPES.get(cfg.recipe)(cfg)
     with torch.device(device):
         models = recipe.build_models().all()
-    enc, pred, tgt = models["encoder"], models["predictor"], models["target_encoder"]
-    ctx, tgt_idx = recipe.mask_fns()["video"](batch, 0, 0)
-    x = torch.randn(batch, 3, d.num_frames, d.crop_size, d.crop_size, device=device)
-    ctx, tgt_idx = [m.to(device) for m in ctx], [m.to(device) for m in tgt_idx]
+    masks = {k: fn(batch, 0, 0) for k, fn in recipe.mask_fns().items()}
+    masks = {k: Masks([c.to(device) for c in m.context], [t.to(device) for t in m.target]) for k, m in masks.items()}
+    inputs = {k: example_input(cfg, k, batch, device) for k in masks}
+    b = Batch(inputs, torch.zeros(batch, dtype=torch.long), 0, masks)
     counter = FlopCounterMode(display=False)
     with counter:
-        targets, _ = target_features(tgt, x, tgt_idx)
-        jepa_loss(predict(enc, pred, x, ctx, tgt_idx), targets).backward()
-    masks = [(c.shape[1], t.shape[1]) for c, t in zip(ctx, tgt_idx)]
-    analytic = jepa_step(enc, pred, masks)
-    return {"analytic": analytic["total"] * batch, "counted": counter.get_total_flops(), "masks": masks,
-            "target_share": analytic["target_forward"] / analytic["total"]}
+        loss, _ = recipe.loss(models, b)
+        loss.backward()
+    m = next(iter(masks.values()))
+    analytic = recipe.step_flops(models, b)
+    return {"analytic": analytic, "counted": counter.get_total_flops(),
+            "masks": [(c.shape[1], t.shape[1]) for c, t in zip(m.context, m.target)]}
 
 
 def main():
     figures = {}
-    print(f"{'config':<16}{'masks (ctx, tgt)':<28}{'analytic TFLOP':>16}{'counted TFLOP':>15}{'ratio':>8}"
-          f"{'target fwd':>12}")
+    print(f"{'config':<22}{'masks (ctx, tgt)':<30}{'analytic TFLOP':>16}{'counted TFLOP':>15}{'ratio':>8}")
     for name, file, device in CONFIGS:
         r = measure(name, file, device)
         ratio = r["analytic"] / r["counted"]
-        print(f"{name:<16}{str(r['masks']):<28}{r['analytic'] / 1e12:16.4f}{r['counted'] / 1e12:15.4f}"
-              f"{ratio:8.4f}{100 * r['target_share']:11.1f}%")
+        print(f"{name:<22}{str(r['masks']):<30}{r['analytic'] / 1e12:16.4f}{r['counted'] / 1e12:15.4f}"
+              f"{ratio:8.4f}")
         figures[f"{name}_analytic_tflop"] = round(r["analytic"] / 1e12, 5)
         figures[f"{name}_analytic_vs_counted_ratio"] = round(ratio, 5)
     # the reference's mean token budget per clip (its analysis computes ~20.2 TFLOP, ~46% in the target forward)

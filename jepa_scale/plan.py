@@ -81,7 +81,7 @@ def activation_bytes(modules: dict, sequences: list[tuple[str, float]], batch: i
 
 
 def plan(cfg, gpus: int) -> list[Plan]:
-    recipe = RECIPES.get(cfg.app)(cfg)
+    recipe = RECIPES.get(cfg.recipe)(cfg)
     modules, s = model_sizes(recipe)
     P, N, largest = s.trainable, gpus, s.largest_unit
     sequences = recipe.trained_sequences(mean_tokens(cfg, recipe))
@@ -166,9 +166,9 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    _, sizes = model_sizes(RECIPES.get(cfg.app)(cfg))
+    _, sizes = model_sizes(RECIPES.get(cfg.recipe)(cfg))
     d = cfg.data
-    print(f"{a.config}: {cfg.app} {cfg.model.model_name}, {sizes.trainable / 1e6:.1f}M trained + "
+    print(f"{a.config}: {cfg.recipe} {cfg.model.model_name}, {sizes.trainable / 1e6:.1f}M trained + "
           f"{sizes.frozen / 1e6:.1f}M frozen parameters, {d.num_frames}x{d.crop_size}px, {d.batch_size} clips per GPU, "
           f"{a.gpus} GPUs of {a.gpu_mem_gb:g} GB; GiB per GPU:")
     print(format_table(plan(cfg, a.gpus), a.gpu_mem_gb))

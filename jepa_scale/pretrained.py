@@ -30,8 +30,10 @@ def load_pretrained(config, checkpoint: str | Path, device: str = "cpu", weights
 
     cfg = load_config(config) if isinstance(config, (str, Path)) else config
     ckpt = read_checkpoint(checkpoint, weights_only=weights_only)
+    recipe = RECIPES.get(cfg.recipe)(cfg)
+    ckpt = recipe.official_state(ckpt, str(checkpoint))
     with torch.random.fork_rng(devices=[]):  # building seeds the global generator: leave the caller's alone
-        modules = RECIPES.get(cfg.app)(cfg).build_models().all()
+        modules = recipe.build_models().all()
     for key, module in modules.items():
         if key not in ckpt:
             raise CheckpointError(f"{checkpoint}: no '{key}' section (has: {', '.join(sorted(ckpt))})")

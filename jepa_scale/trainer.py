@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from jepa_scale.checkpoint.checkpointer import Checkpointer
+from jepa_scale.checkpoint.checkpointer import Checkpointer, CheckpointPlan
 from jepa_scale.data.seeds import micro_batch_ids
 from jepa_scale.distributed.build import build_engine, micro_batches
 from jepa_scale.distributed.env import local_processes, post_step
@@ -43,19 +43,22 @@ class Trainer:
         self.engine = e = engine or build_engine(cfg, local_rank)
         if cfg.distributed.check_memory:
             check_fits(cfg, e.device, e.world_size, local_processes())
-        self.recipe = RECIPES.get(cfg.app)(cfg)
+        self.recipe = RECIPES.get(cfg.recipe)(cfg)
         model_set = self.recipe.build_models()
         if cfg.distributed.compile:
             compile_units(model_set, cfg.distributed.compile_backend)
         e.setup(model_set, self.recipe.optimizer)
         self.task = TASKS.get(task)(cfg, self.recipe, e)
-        self.checkpointer = Checkpointer(cfg, e, self.stop_step)
-        self.checkpointer.prepare(resume=cfg.meta.load_checkpoint)
+        plan = CheckpointPlan.pretraining(cfg, self.recipe.official_state)
+        self.checkpointer = Checkpointer(cfg, e, self.stop_step, plan)
+        self.checkpointer.prepare(resume=cfg.resumes)
         self.streams = self.open_streams(decoder)
-        self.step = self.checkpointer.resume(self.streams) if cfg.meta.load_checkpoint else 0
+        self.step = self.checkpointer.resume(self.streams) if cfg.resumes else 0
+        if self.step == 0 and cfg.start_checkpoint:
+            self.checkpointer.start_from(cfg.start_checkpoint, "optimization.anneal_ckpt")
         self.metrics = Metrics(self.checkpointer.folder, cfg.logging.write_tag, self.task.columns, e.rank,
                                cfg.logging.tensorboard, cfg.logging.log_freq, cfg.data.batch_size * e.world_size,
-                               resume_step=self.step if cfg.meta.load_checkpoint else None, device=e.device,
+                               resume_step=self.step if cfg.resumes else None, device=e.device,
                                tokens_per_sample=self.recipe.tokens_per_sample(e.modules),
                                peak_tflops=device_peak_tflops(e.device))
 
@@ -129,7 +132,7 @@ class Trainer:
     def log_setup(self):
         e = self.engine
         log.info("training steps %d..%d on %s, recipe %s, engine %s, %d rank(s)", self.step, self.stop_step,
-                 e.device, self.cfg.app, type(e).__name__, e.world_size)
+                 e.device, self.cfg.recipe, type(e).__name__, e.world_size)
         for name, module in e.modules.items():
             backend = module.attention_backend()
             if backend is not None and name in e.model_set.trainable:  # a frozen copy runs the same kernels

@@ -66,6 +66,18 @@ def tiny_raw(csv: str | None, folder: str, **sections) -> dict:
     return raw
 
 
+def tiny_v2_raw(csv: str | None, folder: str, **sections) -> dict:
+    """tiny_raw as a V-JEPA 2 config: RoPE, the V2 predictor (4 heads), frames by fps (the synthetic videos have 8
+    fps: fps 4 takes every second frame), warmup-constant LR, no clipping."""
+    raw = tiny_raw(csv, folder, model={"use_rope": True, "pred_num_heads": 2},
+                   optimization={"final_lr": 1e-3, "final_weight_decay": 0.04, "ema": [0.99, 0.99]})
+    raw["data"] = {k: v for k, v in raw["data"].items() if k not in ("num_frames", "sampling_rate")}
+    raw["data"].update(dataset_fpcs=[4], fps=4)
+    for section, values in sections.items():
+        raw[section] = {**raw.get(section, {}), **values} if isinstance(values, dict) else values
+    return raw
+
+
 @pytest.fixture
 def tiny_cfg(tmp_path, video_csv):
     def make(**sections):

@@ -128,8 +128,10 @@ def test_options_we_do_not_implement_are_errors_not_silently_ignored(tmp_path):
         load_config(write(tmp_path, "data:\n  datasets: [a.csv, b.csv]\n  datasets_weights: [0.5]\n"))
     with pytest.raises(ConfigError, match="data.shards: give CSV lists"):
         load_config(write(tmp_path, "data:\n  datasets: [a.csv]\n  shards: [s/]\n"))
-    with pytest.raises(ConfigError, match="use_rope"):
-        load_config(write(tmp_path, "model:\n  use_rope: true\n"))
+    with pytest.raises(ConfigError, match="model.use_silu: is a V-JEPA 2 option"):
+        load_config(write(tmp_path, "model:\n  use_silu: true\n"))
+    # a RoPE encoder is V-JEPA 2: the file is read by the V2 root, not run as V1 with a sin-cos predictor
+    assert load_config(write(tmp_path, "model:\n  use_rope: true\n")).recipe == "vjepa2"
 
 
 def run_cli(*args):
@@ -142,12 +144,12 @@ def run_cli(*args):
     ("optimization:\n  anneal_ckpt: /ckpt/e0.pt\n", "optimization.anneal_ckpt"),
     ("optimization:\n  resume_anneal: true\n", "optimization.resume_anneal"),
 ], ids=["is_anneal", "anneal_ckpt", "resume_anneal"])
-def test_cooldown_keys_are_refused_not_trained_from_scratch(tmp_path, text, key):
+def test_cooldown_keys_in_a_v1_file_are_refused_not_trained_from_scratch(tmp_path, text, key):
     p = write(tmp_path, text)
     with pytest.raises(ConfigError) as e:
         load_config(p)
     msg = str(e.value)
-    assert f"{p}:2: {key}:" in msg and "cooldown" in msg and "not implemented" in msg and "from scratch" in msg
+    assert f"{p}:2: {key}:" in msg and "V-JEPA 2 cooldown key" in msg and "V-JEPA 1 config" in msg
 
 
 def test_cooldown_keys_at_their_defaults_load_and_are_reported_ignored(tmp_path):

@@ -10,10 +10,11 @@ from jepa_scale.config import load_config
 from jepa_scale.models import BACKBONES, Stack
 from jepa_scale.recipes import RECIPES
 from jepa_scale.trainer import Trainer
-from tests.conftest import tiny_raw
+from tests.conftest import tiny_raw, tiny_v2_raw
 
 # recipe -> a raw config that trains in seconds on a CPU (the backbone name is filled in per case)
-TINY = {"vjepa": lambda csv, folder, backbone: tiny_raw(csv, folder, model={"model_name": backbone})}
+TINY = {"vjepa": lambda csv, folder, backbone: tiny_raw(csv, folder, model={"model_name": backbone}),
+        "vjepa2": lambda csv, folder, backbone: tiny_v2_raw(csv, folder, model={"model_name": backbone})}
 CASES = [(r, b) for r in RECIPES.names() for b in BACKBONES.names()]
 
 

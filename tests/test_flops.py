@@ -81,6 +81,23 @@ def test_every_k_checkpointing_and_its_recompute_flops(tmp_path):
     enc.set_activation_checkpointing(0)
     pred.set_activation_checkpointing(0)
     without = jepa_step(enc, pred, [(10, 22)])
-    # half of the blocks run their forward once more
-    extra = 0.5 * (enc.units_flops(10) + pred.units_flops(32))
+    # half of the blocks run their forward once more, all but the MLP output projection (checkpoint's early stop)
+    enc.set_activation_checkpointing(2)
+    pred.set_activation_checkpointing(2)
+    rerun = [(b, 10) for b in enc.shard_units() if b.checkpoint] + [(b, 32) for b in pred.shard_units() if b.checkpoint]
+    assert len(rerun) == 3
+    extra = sum(b.flops(n) - 2 * n * b.mlp.fc2.in_features * b.mlp.fc2.out_features for b, n in rerun)
     assert with_half["total"] - without["total"] == pytest.approx(extra)
+    # and that is what torch counts
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from jepa_scale.recipes.objective import predict
+    enc.set_attention_backend("math")
+    pred.set_attention_backend("math")
+    x = torch.randn(1, 3, 4, 64, 64)
+    ctx, tgt = [torch.arange(10).unsqueeze(0)], [torch.arange(10, 32).unsqueeze(0)]
+    counter = FlopCounterMode(display=False)
+    with counter:
+        predict(enc, pred, x, ctx, tgt)[0].sum().backward()
+    step = jepa_step(enc, pred, [(10, 22)])
+    assert counter.get_total_flops() == pytest.approx(step["context"] + step["predictor"], rel=1e-6)

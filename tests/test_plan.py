@@ -15,7 +15,7 @@ def states(p):
 
 def test_states_follow_the_zero_accounting_and_the_reference_numbers():
     cfg = load_config(ROOT / "configs/pretrain/vith16_384.yaml")
-    _, sizes = model_sizes(RECIPES.get(cfg.app)(cfg))
+    _, sizes = model_sizes(RECIPES.get(cfg.recipe)(cfg))
     P, largest = sizes.trainable, sizes.largest_unit
     plans = {(p.engine, p.checkpointing): p for p in plan(cfg, gpus=8)}
     ddp, z1 = plans[("ddp", "none")], plans[("zero1", "none")]

@@ -204,7 +204,7 @@ def test_backbone_registry_builds_rope_encoders_and_the_v1_recipe_refuses_them()
     assert enc.pos_embed is None and enc.blocks[0].attn.variant == "corrected"
     assert BACKBONES.get("vit_giant_xformers") is not None
     problems = dict(cfg.problems())
-    assert "V-JEPA 2 predictor is not implemented" in problems["model.use_rope"]
+    assert "is V-JEPA 2's" in problems["model.use_rope"]  # the V1 root refuses it; files with it read as V2
     assert "model.rope_variant" not in problems
     bad = dict(rope_config(rope_variant="interleaved").problems())
     assert "official, corrected" in bad["model.rope_variant"] and "model.use_rope" not in bad

@@ -56,13 +56,16 @@ class CheckpointPlan:
     batch_size_key: str = "data.batch_size"
 
     @classmethod
-    def pretraining(cls, cfg) -> "CheckpointPlan":
+    def pretraining(cls, cfg, official_state: Callable | None = None) -> "CheckpointPlan":
+        """official_state: (file's dict, source) -> the dict our modules load (the recipe's, for the documented
+        differences of the released files); None: as it is."""
         lg, o = cfg.logging, cfg.optimization
         schedules = Schedules.from_config(o)
         return cls(folder=Path(lg.folder), tag=lg.write_tag, latest_name=f"{lg.write_tag}-latest.pth.tar", ipe=o.ipe,
                    every=lg.checkpoint_freq or o.ipe, keep_latest=lg.keep_latest, save_every_freq=cfg.meta.save_every_freq,
                    overwrite=lg.overwrite, read_checkpoint=cfg.meta.read_checkpoint, batch_size=cfg.data.batch_size,
-                   lr=schedules.lr, pack=_pack_pretraining, unpack=lambda ckpt, source: ckpt)
+                   lr=schedules.lr, pack=_pack_pretraining, unpack=official_state or (lambda ckpt, source: ckpt),
+                   folder_key=cfg.folder_key)
 
 
 def _pack_pretraining(states: dict, opt: dict, meta: dict, extra: dict) -> dict:
@@ -194,6 +197,17 @@ class Checkpointer:
                                   f"cannot resume: start it in a new logging.folder")
         log.info("no checkpoint in %s yet: starting fresh", self.folder)
         return 0
+
+    def start_from(self, path: str, key: str):
+        """A fresh run's weights and optimizer state from another run's checkpoint file (the V2 cooldown's
+        pretraining checkpoint); the step, data position and schedules start at 0, as the official anneal start."""
+        path = Path(path)
+        if path.is_dir():
+            raise CheckpointError(f"{key}: {path} is a folder: point it at a checkpoint file (a run's "
+                                  f"jepa-latest.pth.tar or jepa-e{{epoch}}.pth.tar, an official .pt, or an export of a "
+                                  f"sharded run: python -m jepa_scale.checkpoint export {path} OUT.pth.tar)")
+        self._load_file(path, read_checkpoint(path))
+        log.info("starting from %s (%s: weights and optimizer state; step 0)", path, key)
 
     def _newest_intact(self) -> tuple[Stored | None, list[Path]]:
         """The newest complete checkpoint whose files all verify (every rank checks its share), and the files of

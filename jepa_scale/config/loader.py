@@ -130,17 +130,36 @@ def _apply_override(raw: dict, assignment: str):
             node = node[part]
 
 
+def _section(raw, name: str) -> dict:
+    value = raw.get(name) if isinstance(raw, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def recipe_of(raw) -> str:
+    """The recipe a raw pretraining config is for. The official files do not always say: V-JEPA 2's train configs
+    keep `app: vjepa` (they are told apart by their V2 keys), and I-JEPA's have no `app` key (its `meta:` section
+    holds the model name)."""
+    app = raw.get("app") if isinstance(raw, dict) else None
+    if app is None and "model_name" in _section(raw, "meta"):
+        return "ijepa"
+    app = app or "vjepa"
+    data, model = _section(raw, "data"), _section(raw, "model")
+    v2 = (data.get("dataset_fpcs") is not None or data.get("fps") is not None or model.get("use_rope") is True
+          or raw.get("folder") is not None)
+    return "vjepa2" if app == "vjepa" and v2 else app
+
+
 def config_root(raw, builder: _Builder) -> type:
-    """The config class of the recipe the top-level `app` key names (each method owns its sections and keys)."""
+    """The config class of the recipe the file is for (each method owns its sections and keys)."""
     from jepa_scale.config.eval_schema import eval_root, is_eval_config
     from jepa_scale.recipes import RECIPES
 
     if is_eval_config(raw):  # an eval config names its kind in `eval_name`, as the official launchers read it
         return eval_root(raw, builder.fail)
-    app = raw.get("app", "vjepa") if isinstance(raw, dict) else "vjepa"
-    if app not in RECIPES:
-        builder.fail("app", RECIPES.unknown(app))
-    return RECIPES.get(app).config_class
+    recipe = recipe_of(raw)
+    if recipe not in RECIPES:
+        builder.fail("app", RECIPES.unknown(recipe))
+    return RECIPES.get(recipe).config_class
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = (), raw: dict | None = None):
@@ -161,7 +180,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), raw: 
     for assignment in overrides:
         _apply_override(raw, assignment)
     builder = _Builder(source, lines)
-    cfg = builder.build(config_root(raw, builder), raw, "")
+    root = config_root(raw, builder)
+    for key, msg in getattr(root, "missing_keys", lambda _: [])(raw):  # roots whose official reader needs every key
+        builder.fail(key, msg)
+    cfg = builder.build(root, raw, "")
     for key, msg in cfg.problems():
         builder.fail(key, msg)
     for key, why in ignored_keys(raw):

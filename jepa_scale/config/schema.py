@@ -7,13 +7,14 @@ single type cannot express.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import ClassVar, Optional
 
 _SLURM = ("the job layout, read by launch/slurm.py and launch/submit.py; a run itself uses the processes its "
           "launcher started")
-_NO_COOLDOWN = "the V-JEPA 2 cooldown is not implemented; accepted only at its default"
+_NO_COOLDOWN = "a V-JEPA 2 cooldown key; a V-JEPA 1 config accepts only its default"
 
 # Official keys that parse but change nothing here, and the reason shown by `python -m jepa_scale.config`.
 # Keys inside list sections are written without an index (`mask.key` stands for every `mask[i].key`).
@@ -31,10 +32,15 @@ DEAD_KEYS = {
 
 
 def dead_keys_of(raw) -> dict:
-    """The dead-key table of the kind of config `raw` is (pretraining, or an eval schema)."""
+    """The dead-key table of the kind of config `raw` is (a recipe's root, or an eval schema)."""
     from jepa_scale.config.eval_schema import eval_dead_keys, is_eval_config
+    from jepa_scale.config.loader import recipe_of
+    from jepa_scale.recipes import RECIPES
 
-    return eval_dead_keys(raw) if is_eval_config(raw) else DEAD_KEYS
+    if is_eval_config(raw):
+        return eval_dead_keys(raw)
+    recipe = recipe_of(raw)
+    return RECIPES.get(recipe).config_class.dead_keys if recipe in RECIPES else DEAD_KEYS
 
 
 def dead_key_reason(path: str, table: dict | None = None) -> Optional[str]:
@@ -105,6 +111,27 @@ class DataConfig:
     dali_pipelines: int = 2  # ours: DALI decode pipelines per GPU (one NVDEC engine each; an H100 has 7)
     # ours: the stream gives up after this many videos in a row gave no clip (or a whole pass over the list did)
     max_consecutive_failures: int = 500
+    # V2 keys (a file that sets them is read by the V2 root, config/vjepa2_schema.py)
+    dataset_fpcs: Optional[list[int]] = None  # frames per clip of each dataset
+    fps: Optional[float] = None  # sample frames at this rate instead of every `sampling_rate` frames
+
+    def frames_per_dataset(self, num_datasets: int) -> list[int]:
+        """Frames per clip of each dataset: `dataset_fpcs` (V2), else `num_frames` for all."""
+        return list(self.dataset_fpcs) if self.dataset_fpcs else [self.num_frames] * num_datasets
+
+    def fpc_groups(self) -> list[int]:
+        """The distinct frames-per-clip values in `dataset_fpcs` order: group i uses V2 predictor mask token i."""
+        return list(dict.fromkeys(self.dataset_fpcs or [self.num_frames]))
+
+    def frame_step(self, video_fps: float, frames: int) -> int:
+        """Source frames between sampled frames for a clip of `frames` frames: from `fps` (V2: the official
+        ceil(video fps) // fps, at least 1), from `clip_duration` (a fixed duration in seconds), else
+        `sampling_rate`."""
+        if self.fps is not None:
+            return max(1, math.ceil(video_fps) // int(self.fps)) if video_fps > 0 else 1
+        if self.clip_duration is not None:
+            return max(1, int(self.clip_duration * video_fps / frames))
+        return self.sampling_rate
 
 
 @dataclass
@@ -142,7 +169,10 @@ class MaskConfig:
     temporal_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])
     max_temporal_keep: float = 1.0
     max_keep: Optional[int] = None
-    full_complement: bool = False  # V2 key; only false is the V1 behaviour
+    # V2 keys (V-JEPA 1 configs keep them false)
+    full_complement: bool = False  # the targets are the complement of the (cut) context
+    pred_full_complement: bool = False  # the context is the complement of the targets
+    inv_block: bool = False  # the blocks are the context, their complement the targets
 
 
 @dataclass
@@ -173,6 +203,9 @@ class ModelConfig:
     num_heads: Optional[int] = None
     mlp_ratio: Optional[float] = None
     pred_num_heads: Optional[int] = None  # V2 key; default: the encoder's heads (V1)
+    use_silu: bool = False  # V2 key: SwiGLU encoder MLP
+    use_pred_silu: bool = False  # V2 key: SwiGLU predictor MLP
+    wide_silu: bool = True  # V2 key: SwiGLU hidden width 2/3 of the GELU MLP's, rounded up to a multiple of 8
     attention: str = "sdpa"  # ours: sdpa | math | xformers (use_sdpa: false means math)
 
 
@@ -219,6 +252,8 @@ class DistributedConfig:  # ours
 
 @dataclass
 class PretrainConfig:
+    recipe: ClassVar[str] = "vjepa"  # the RECIPES entry that trains this root (what `app` means, see recipe_of)
+    dead_keys: ClassVar[dict] = DEAD_KEYS
     app: str = "vjepa"
     nodes: int = 1
     tasks_per_node: int = 1
@@ -231,6 +266,14 @@ class PretrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optimization: OptimizationConfig = field(default_factory=OptimizationConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+
+    @property
+    def resumes(self) -> bool:
+        """Whether the run continues from the checkpoints in its folder."""
+        return self.meta.load_checkpoint
+
+    start_checkpoint = None  # the checkpoint a fresh run starts from (V1: none)
+    folder_key = "logging.folder"  # the key that sets the run folder (named by errors about it)
 
     def problems(self) -> list[tuple[str, str]]:
         """(key path, message) for every rule the values break; empty when the config is usable."""
@@ -257,7 +300,7 @@ class PretrainConfig:
             need(d.num_frames % d.tubelet_size == 0, "data.num_frames",
                  f"{d.num_frames} is not divisible by data.tubelet_size={d.tubelet_size}")
         need(d.num_frames > 0, "data.num_frames", f"must be positive, got {d.num_frames}")
-        need(d.sampling_rate > 0, "data.sampling_rate", f"must be positive, got {d.sampling_rate}")
+        need(d.sampling_rate is None or d.sampling_rate > 0, "data.sampling_rate", f"must be positive, got {d.sampling_rate}")
         need(d.num_clips > 0, "data.num_clips", f"must be positive, got {d.num_clips}")
         need(d.num_workers >= 0, "data.num_workers", f"must be >= 0, got {d.num_workers}")
         need(d.dali_pipelines > 0, "data.dali_pipelines", f"must be positive, got {d.dali_pipelines}")
@@ -295,7 +338,6 @@ class PretrainConfig:
                      f"must be [low, high] with 0 <= low <= high, got {pair}")
             need(mc.num_blocks > 0, f"mask[{i}].num_blocks", f"must be positive, got {mc.num_blocks}")
             need(0 < mc.max_temporal_keep <= 1, f"mask[{i}].max_temporal_keep", "must be in (0, 1]")
-            need(not mc.full_complement, f"mask[{i}].full_complement", "only the V1 behaviour (false) is implemented")
 
     def _model_and_schedule_problems(self, need):
         m, o = self.model, self.optimization
@@ -318,19 +360,22 @@ class PretrainConfig:
         need(o.epochs > 0, "optimization.epochs", f"must be positive, got {o.epochs}")
         need(o.max_steps is None or o.max_steps > 0, "optimization.max_steps", "must be positive or null")
         need(o.max_nonfinite_steps > 0, "optimization.max_nonfinite_steps", "must be positive")
-        # run as a pretraining, a cooldown config would silently train from scratch
-        cooldown = ("the V-JEPA 2 cooldown (a new schedule from anneal_ckpt's weights) is not implemented; remove "
-                    "optimization.is_anneal, anneal_ckpt and resume_anneal (or keep them false, null, false) to "
-                    "pretrain from scratch")
-        need(not o.is_anneal, "optimization.is_anneal", f"is true, but {cooldown}")
-        need(o.anneal_ckpt is None, "optimization.anneal_ckpt", f"is {o.anneal_ckpt!r}, but {cooldown}")
-        need(not o.resume_anneal, "optimization.resume_anneal", f"is true, but {cooldown}")
-
     def _recipe_problems(self, need):
-        # a RoPE encoder under V1's sin-cos predictor is neither V-JEPA 1 nor V-JEPA 2
-        need(not (self.app == "vjepa" and self.model.use_rope), "model.use_rope",
-             "the V-JEPA 2 predictor is not implemented yet, and the V-JEPA 1 recipe's sin-cos predictor with a "
-             "RoPE encoder is faithful to neither; RoPE encoders are used by the evals")
+        """The V2 keys V1 does not run (the V2 root, config/vjepa2_schema.py, implements them)."""
+        for i, mc in enumerate(self.mask):
+            for name in ("full_complement", "pred_full_complement", "inv_block"):
+                need(not getattr(mc, name), f"mask[{i}].{name}",
+                     "is a V-JEPA 2 mask option: V-JEPA 1 configs keep it false")
+        need(not self.model.use_rope, "model.use_rope", "is V-JEPA 2's: the V-JEPA 1 recipe's sin-cos predictor with a "
+                                                        "RoPE encoder is faithful to neither (app: vjepa2)")
+        for name in ("use_silu", "use_pred_silu"):
+            need(not getattr(self.model, name), f"model.{name}", "is a V-JEPA 2 option: V-JEPA 1 has GELU MLPs")
+        o = self.optimization
+        # run as a pretraining, a cooldown config would silently train from scratch
+        cooldown = "is a V-JEPA 2 cooldown key, and this is a V-JEPA 1 config (a V2 file has data.dataset_fpcs)"
+        need(not o.is_anneal, "optimization.is_anneal", cooldown)
+        need(o.anneal_ckpt is None, "optimization.anneal_ckpt", cooldown)
+        need(not o.resume_anneal, "optimization.resume_anneal", cooldown)
 
     def _run_problems(self, need):
         d = self.data

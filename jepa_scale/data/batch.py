@@ -33,3 +33,10 @@ class Batch:
         move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
         masks = {k: Masks([move(m) for m in v.context], [move(m) for m in v.target]) for k, v in self.masks.items()}
         return Batch({k: move(v) for k, v in self.inputs.items()}, move(self.labels), self.index, masks, self.skipped)
+
+
+def video_key(fpc: int, groups: list[int]) -> str:
+    """The input (and mask) key of the clips with `fpc` frames: "video" when the config has one frames-per-clip
+    group (V1, and every released V2 config), else "video@{fpc}" (V2 `dataset_fpcs` with different values: each
+    group is collated and masked separately)."""
+    return "video" if len(groups) == 1 else f"video@{fpc}"

@@ -84,9 +84,10 @@ class JobKind(NamedTuple):
 
 def job_kind(cfg) -> JobKind:
     """What a loaded config runs as: an eval config (it has `eval_name`) through launch/eval.py with its loader
-    workers' CPUs (a V-JEPA 2 config's `cpus_per_task` when set), else pretraining with data.num_workers'."""
-    if not hasattr(cfg, "eval_name"):
-        return JobKind(PRETRAIN, max(1, cfg.data.num_workers), Path(cfg.logging.folder))
+    workers' CPUs, else pretraining with data.num_workers' (either way a V-JEPA 2 config's `cpus_per_task` when set)."""
+    if not hasattr(cfg, "eval_name"):  # a V-JEPA 2 train config's cpus_per_task wins, as the official launcher
+        return JobKind(PRETRAIN, getattr(cfg, "cpus_per_task", 0) or max(1, cfg.data.num_workers),
+                       Path(cfg.logging.folder))
     from jepa_scale.evals.spec import eval_spec
 
     spec = eval_spec(cfg)

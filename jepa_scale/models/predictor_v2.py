@@ -18,7 +18,7 @@ from jepa_scale.models.predictor import Predictor
 from jepa_scale.models.registry import attention_backend, checkpoint_every
 from jepa_scale.models.rope import grid_positions
 from jepa_scale.models.tokens import gather_tokens
-from jepa_scale.models.vit import Block, BlockStack, init_vit_weights, rescale_blocks
+from jepa_scale.models.vit import Block, BlockStack, init_vit_weights, rescale_blocks, swiglu_option
 
 
 def inverse_permutation(order: torch.Tensor) -> torch.Tensor:
@@ -40,7 +40,7 @@ class PredictorV2(BlockStack, nn.Module):
     def __init__(self, img_size=224, patch_size=16, num_frames=16, tubelet_size=2, embed_dim=1024,
                  predictor_embed_dim=384, depth=12, num_heads=12, mlp_ratio=4.0, num_mask_tokens=2,
                  zero_init_mask_tokens=True, attention="sdpa", rope_variant="official", init_std=0.02,
-                 return_all_tokens=False, chop_last_n_tokens=0):
+                 return_all_tokens=False, chop_last_n_tokens=0, swiglu: bool | None = None):
         super().__init__()
         if chop_last_n_tokens and not return_all_tokens:
             # the official un-sort indexes the chopped sequence with the full permutation and fails
@@ -53,8 +53,8 @@ class PredictorV2(BlockStack, nn.Module):
         self.num_patches = self.grid[0] * grid * grid
         self.predictor_embed = nn.Linear(embed_dim, Dp)
         self.mask_tokens = mask_token_list(num_mask_tokens, Dp, zero_init_mask_tokens, init_std)
-        self.predictor_blocks = nn.ModuleList([Block(Dp, num_heads, mlp_ratio, attention, rope=rope_variant)
-                                               for _ in range(depth)])
+        self.predictor_blocks = nn.ModuleList([Block(Dp, num_heads, mlp_ratio, attention, rope=rope_variant,
+                                                     swiglu=swiglu) for _ in range(depth)])
         self.predictor_norm = nn.LayerNorm(Dp, eps=1e-6)
         self.predictor_proj = nn.Linear(Dp, embed_dim)
         init_vit_weights(self, init_std)
@@ -102,14 +102,15 @@ class PredictorV2(BlockStack, nn.Module):
 
 
 def build_predictor_v2(cfg, encoder, num_mask_tokens: int | None = None) -> PredictorV2:
-    """The V-JEPA 2 predictor the config describes, for `encoder`'s width. num_mask_tokens None: one per mask config
-    and frames-per-clip group, as the official trainer (our data has one group); released checkpoints need their
-    own count (10 in the hub files)."""
+    """The V-JEPA 2 predictor the config describes, for `encoder`'s width. num_mask_tokens None: the official
+    trainer's count, len(mask) x len(dataset_fpcs) (6 for the released train configs), which only the first
+    frames-per-clip groups use; released checkpoints may need their own (10 in the hub files)."""
     m, d = cfg.model, cfg.data
+    num_mask_tokens = num_mask_tokens or len(cfg.mask) * len(d.frames_per_dataset(max(1, len(d.datasets or d.shards))))
     pred = PredictorV2(img_size=d.crop_size, patch_size=d.patch_size, num_frames=d.num_frames,
                        tubelet_size=d.tubelet_size, embed_dim=encoder.embed_dim, predictor_embed_dim=m.pred_embed_dim,
                        depth=m.pred_depth, num_heads=m.pred_num_heads or encoder.num_heads,
-                       num_mask_tokens=num_mask_tokens or len(cfg.mask),
+                       num_mask_tokens=num_mask_tokens, swiglu=swiglu_option(m.use_pred_silu, m.wide_silu),
                        zero_init_mask_tokens=m.zero_init_mask_tokens, attention=attention_backend(cfg),
                        rope_variant=m.rope_variant)
     pred.set_activation_checkpointing(checkpoint_every(cfg))

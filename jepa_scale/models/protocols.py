@@ -31,6 +31,9 @@ class Stack(Protocol):
         """FLOPs of one forward of all units over a sequence of `tokens` tokens (a multiply-add counts 2);
         attention=False leaves out the attention products."""
 
+    def recompute_flops(self, tokens: int, attention: bool = True) -> float:
+        """FLOPs the checkpointed units run again in backward over `tokens` tokens."""
+
     def attention_backend(self) -> str | None:
         """The attention kernel switch's value, or None for a model without attention (then the start-up report
         of attention kernels is skipped)."""

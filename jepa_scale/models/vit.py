@@ -67,16 +67,34 @@ class MLP(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
+class SwiGLU(nn.Module):
+    """V-JEPA 2's `use_silu` MLP: fc3(silu(fc1 x) * fc2 x). fc2 is an input projection here, yet the official
+    per-block rescale still divides it by sqrt(2 i) (by name), as `rescale_blocks` does."""
+
+    def __init__(self, dim: int, hidden: int, wide: bool = True):
+        super().__init__()
+        if wide:  # two thirds of the GELU width, so the three matrices cost what two did; a multiple of 8
+            hidden = (int(2 * hidden / 3) + 7) // 8 * 8
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(dim, hidden)
+        self.fc3 = nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc3(F.silu(self.fc1(x)) * self.fc2(x))
+
+
 class Block(nn.Module):
     # eps: 1e-6 in the official encoder and predictor; the official probes' blocks keep nn.LayerNorm's 1e-5.
     # rope: None (plain attention) or a RoPE variant; then forward takes the tokens' grid positions too.
+    # swiglu: None (GELU MLP) or True/False for V2's SwiGLU with or without `wide_silu`.
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, backend: str = "sdpa", eps: float = 1e-6,
-                 rope: str | None = None):
+                 rope: str | None = None, swiglu: bool | None = None):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = Attention(dim, num_heads, backend) if rope is None else RoPEAttention(dim, num_heads, backend, rope)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
-        self.mlp = MLP(dim, int(dim * mlp_ratio))
+        hidden = int(dim * mlp_ratio)
+        self.mlp = MLP(dim, hidden) if swiglu is None else SwiGLU(dim, hidden, wide=swiglu)
         self.checkpoint = False  # recompute this block's activations in backward instead of keeping them
 
     def _forward(self, x, *pos):
@@ -88,9 +106,15 @@ class Block(nn.Module):
             return torch.utils.checkpoint.checkpoint(self._forward, x, *pos, use_reentrant=False)
         return self._forward(x, *pos)
 
+    def recompute_flops(self, tokens: int, attention: bool = True) -> float:
+        """The forward that activation checkpointing runs again: PyTorch's non-reentrant checkpoint stops once the
+        tensors backward needs are back, so the MLP's output projection (whose output nothing saves) is not rerun."""
+        last = self.mlp.fc3 if isinstance(self.mlp, SwiGLU) else self.mlp.fc2
+        return self.flops(tokens, attention) - 2 * tokens * last.in_features * last.out_features
+
     def flops(self, tokens: int, attention: bool = True) -> float:
         """Forward FLOPs on `tokens` tokens: the four matmuls (2 n in out each) and the two attention products."""
-        linears = (self.attn.qkv, self.attn.proj, self.mlp.fc1, self.mlp.fc2)
+        linears = (self.attn.qkv, self.attn.proj, *(m for m in self.mlp.modules() if isinstance(m, nn.Linear)))
         matmuls = sum(2 * tokens * m.in_features * m.out_features for m in linears)
         return matmuls + (4 * tokens * tokens * self.attn.proj.in_features if attention else 0)
 
@@ -115,6 +139,9 @@ class BlockStack:
 
     def units_flops(self, tokens: int, attention: bool = True) -> float:
         return sum(b.flops(tokens, attention) for b in self._units())
+
+    def recompute_flops(self, tokens: int, attention: bool = True) -> float:
+        return sum(b.recompute_flops(tokens, attention) for b in self._units() if b.checkpoint)
 
     def attention_backend(self) -> str:
         return self._units()[0].attn.backend
@@ -172,7 +199,7 @@ def rescale_blocks(blocks: nn.ModuleList, start: int = 1):
 class VisionTransformer(BlockStack, nn.Module):
     def __init__(self, img_size=224, patch_size=16, num_frames=16, tubelet_size=2, embed_dim=768, depth=12,
                  num_heads=12, mlp_ratio=4.0, uniform_power=False, attention="sdpa", init_std=0.02, use_rope=False,
-                 rope_variant="official"):
+                 rope_variant="official", swiglu: bool | None = None):
         super().__init__()
         self.img_size, self.patch_size = img_size, patch_size
         self.num_frames, self.tubelet_size = num_frames, tubelet_size
@@ -187,7 +214,7 @@ class VisionTransformer(BlockStack, nn.Module):
         self.pos_embed = None if use_rope else nn.Parameter(torch.zeros(1, self.num_patches, embed_dim),
                                                             requires_grad=False)
         rope = rope_variant if use_rope else None
-        self.blocks = nn.ModuleList([Block(embed_dim, num_heads, mlp_ratio, attention, rope=rope)
+        self.blocks = nn.ModuleList([Block(embed_dim, num_heads, mlp_ratio, attention, rope=rope, swiglu=swiglu)
                                      for _ in range(depth)])
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         init_vit_weights(self, init_std)
@@ -262,6 +289,11 @@ class VisionTransformer(BlockStack, nn.Module):
         return [self.encode_tokens(gather_tokens(tokens, m), m, grid) for m in masks]
 
 
+def swiglu_option(use_silu: bool, wide_silu: bool) -> bool | None:
+    """Block's `swiglu` argument from the V2 keys: None for the GELU MLP."""
+    return wide_silu if use_silu else None
+
+
 def preset_arch(model_name: str, **overrides) -> dict:
     """A preset's architecture by official name, with any of embed_dim, depth, num_heads, mlp_ratio, patch_size
     overridden (None keeps the preset's value)."""
@@ -282,7 +314,7 @@ def build_vit(preset: str, cfg) -> VisionTransformer:
                        patch_size=d.patch_size)
     enc = VisionTransformer(img_size=d.crop_size, num_frames=d.num_frames, tubelet_size=d.tubelet_size,
                             uniform_power=m.uniform_power, attention=attention_backend(cfg), use_rope=m.use_rope,
-                            rope_variant=m.rope_variant, **arch)
+                            rope_variant=m.rope_variant, swiglu=swiglu_option(m.use_silu, m.wide_silu), **arch)
     enc.set_activation_checkpointing(checkpoint_every(cfg))
     return enc
 

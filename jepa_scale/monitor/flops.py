@@ -7,16 +7,20 @@ combines them, so it serves every recipe with a context encoder, a predictor and
 from __future__ import annotations
 
 
-def jepa_step(encoder, predictor, masks: list[tuple[int, int]], attention: bool = True) -> dict:
+def jepa_step(encoder, predictor, masks: list[tuple[int, int]], attention: bool = True, tokens: int | None = None
+              ) -> dict:
     """FLOPs per sample of one training step. masks: (context tokens, target tokens) per mask configuration.
     The encoder embeds patches once per sample for all masks (the official wrapper embeds once per mask).
-    attention=False leaves out the attention products (what FlopCounterMode sees of CPU SDPA: nothing)."""
-    embed = encoder.embed_flops()
-    target = embed + encoder.units_flops(encoder.num_patches, attention)
-    rc_enc, rc_pred = encoder.recompute_fraction(), predictor.recompute_fraction()
+    attention=False leaves out the attention products (what FlopCounterMode sees of CPU SDPA: nothing).
+    tokens: the input's token count when it is not the encoder's configured one (V2's shorter clips)."""
+    tokens = tokens or encoder.num_patches
+    embed = encoder.embed_flops() * tokens / encoder.num_patches
+    target = embed + encoder.units_flops(tokens, attention)
     context = 2 * embed  # forward once, plus the weight gradient
     pred = 0.0
     for k_ctx, k_tgt in masks:
-        context += encoder.units_flops(k_ctx, attention) * (3 + rc_enc)
-        pred += 3 * predictor.io_flops(k_ctx, k_tgt) + predictor.units_flops(k_ctx + k_tgt, attention) * (3 + rc_pred)
+        context += 3 * encoder.units_flops(k_ctx, attention) + encoder.recompute_flops(k_ctx, attention)
+        n = k_ctx + k_tgt
+        pred += 3 * (predictor.io_flops(k_ctx, k_tgt) + predictor.units_flops(n, attention))
+        pred += predictor.recompute_flops(n, attention)
     return {"target_forward": target, "context": context, "predictor": pred, "total": target + context + pred}

@@ -4,9 +4,10 @@ from __future__ import annotations
 import torch
 
 
-def make_adamw(param_groups: list[dict]) -> torch.optim.AdamW:
+def make_adamw(param_groups: list[dict], betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+               ) -> torch.optim.AdamW:
     # fused: one kernel per step, and it honours `found_inf`, so a non-finite step is skipped without a host sync
-    return torch.optim.AdamW(param_groups, betas=(0.9, 0.999), eps=1e-8, fused=True)
+    return torch.optim.AdamW(param_groups, betas=betas, eps=eps, fused=True)
 
 
 # how an optimizer runs, as opposed to what it learnt: kept from our construction when a saved state is loaded

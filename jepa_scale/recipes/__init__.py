@@ -1,5 +1,6 @@
 """Methods ("recipes") by the official top-level `app` key. A recipe is one file that registers itself here."""
 from jepa_scale.recipes.base import RECIPES, Recipe
 from jepa_scale.recipes import vjepa  # noqa: F401  (registers "vjepa")
+from jepa_scale.recipes import vjepa2  # noqa: F401  (registers "vjepa2")
 
 __all__ = ["RECIPES", "Recipe"]

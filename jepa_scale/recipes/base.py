@@ -30,6 +30,10 @@ class Recipe(Protocol):
                      decoder=None) -> list:
         """One data stream per micro-batch index of this rank (cfg.data.batch_size is the micro-batch size)."""
 
+    def official_state(self, ckpt: dict, source: str) -> dict:
+        """The official checkpoint dict `ckpt` (read from `source`) with the documented differences between the
+        released files and our modules resolved by name (e.g. V2's stale pos_embed); strict loading follows."""
+
     def loss(self, models: dict, batch) -> tuple[torch.Tensor, dict]:
         """(loss, {name in `logged`: 0-d tensor}) of one micro-batch; `models` are what the engine calls."""
 

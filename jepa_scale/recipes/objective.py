@@ -16,9 +16,10 @@ def target_features(target_encoder, clips, masks_tgt: list[torch.Tensor]):
     return [gather_tokens(h, m) for m in masks_tgt], feature_std
 
 
-def predict(encoder, predictor, clips, masks_ctx: list[torch.Tensor], masks_tgt: list[torch.Tensor]):
-    """One prediction [B, K_tgt_i, D] per mask config; the clip is patch-embedded once for all configs."""
-    return predictor(encoder(clips, masks=masks_ctx), masks_ctx, masks_tgt)
+def predict(encoder, predictor, clips, masks_ctx: list[torch.Tensor], masks_tgt: list[torch.Tensor], **kw):
+    """One prediction [B, K_tgt_i, D] per mask config; the clip is patch-embedded once for all configs. `kw` goes
+    to the predictor (V2: the frames-per-clip group's mask_index)."""
+    return predictor(encoder(clips, masks=masks_ctx), masks_ctx, masks_tgt, **kw)
 
 
 def jepa_loss(preds, targets, loss_exp: float = 1.0) -> torch.Tensor:

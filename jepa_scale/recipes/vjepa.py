@@ -80,6 +80,10 @@ class VJEPA:
             loss = loss + self.cfg.loss.reg_coeff * std_regulariser(preds)
         return loss, {"target_std": target_std}
 
+    def official_state(self, ckpt: dict, source: str) -> dict:
+        """An official-layout checkpoint dict as our modules take it (V1's files load as they are)."""
+        return ckpt
+
     def step_flops(self, modules, batch) -> float:
         masks = batch.masks["video"]
         shapes = [(c.shape[1], t.shape[1]) for c, t in zip(masks.context, masks.target)]
