@@ -15,23 +15,14 @@ from torch.utils.flop_counter import FlopCounterMode
 from jepa_scale.config import load_config
 from jepa_scale.models import Predictor, VisionTransformer, preset_arch
 from jepa_scale.monitor.flops import jepa_step
-from jepa_scale.data.batch import Batch, Masks
 from jepa_scale.recipes import RECIPES
+from jepa_scale.recipes.example_batch import example_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = [("tiny_cpu", "tiny_cpu.yaml", "cpu"), ("tiny_cpu_v2", "tiny_cpu_v2.yaml", "cpu"),
            ("vit_large_224", "vitl16.yaml", "meta"), ("vit_huge_224", "vith16.yaml", "meta"),
            ("vit_huge_384", "vith16_384.yaml", "meta"), ("v2_vit_giant_16x256", "vitg16_256_v2.yaml", "meta"),
            ("v2_vit_giant_64x384", "vitg16_384_64f_cooldown.yaml", "meta")]
-
-
-def example_input(cfg, key: str, batch: int, device) -> torch.Tensor:
-    """A random input of the shape the data layer gives under `key` (video, video@{frames}, image)."""
-    d = cfg.data
-    if key == "image":
-        return torch.randn(batch, 3, d.crop_size, d.crop_size, device=device)
-    frames = int(key.split("@")[1]) if "@" in key else d.num_frames
-    return torch.randn(batch, 3, frames, d.crop_size, d.crop_size, device=device)
 
 
 def measure(name, file, device, batch=1):
@@ -41,15 +32,12 @@ def measure(name, file, device, batch=1):
     recipe = RECIPES.get(cfg.recipe)(cfg)
     with torch.device(device):
         models = recipe.build_models().all()
-    masks = {k: fn(batch, 0, 0) for k, fn in recipe.mask_fns().items()}
-    masks = {k: Masks([c.to(device) for c in m.context], [t.to(device) for t in m.target]) for k, m in masks.items()}
-    inputs = {k: example_input(cfg, k, batch, device) for k in masks}
-    b = Batch(inputs, torch.zeros(batch, dtype=torch.long), 0, masks)
+    b = example_batch(cfg, recipe, batch, device)
     counter = FlopCounterMode(display=False)
     with counter:
         loss, _ = recipe.loss(models, b)
         loss.backward()
-    m = next(iter(masks.values()))
+    m = next(iter(b.masks.values()))
     analytic = recipe.step_flops(models, b)
     return {"analytic": analytic, "counted": counter.get_total_flops(),
             "masks": [(c.shape[1], t.shape[1]) for c, t in zip(m.context, m.target)]}

@@ -20,6 +20,8 @@ import torch
 
 from jepa_scale.config import load_config
 from jepa_scale.launch.local import run_local
+from jepa_scale.recipes import RECIPES
+from jepa_scale.recipes.example_batch import example_batch
 from jepa_scale.recipes.objective import jepa_loss, predict, target_features
 from jepa_scale.recipes.vjepa import VJEPA
 
@@ -27,15 +29,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def saved_bytes_per_sample(config: Path, checkpointing: bool, batch: int = 1) -> int:
+    """Bytes the recipe's training loss saves for backward per sample (meta device: shapes only)."""
     cfg = load_config(config, [f"model.use_activation_checkpointing={str(checkpointing).lower()}"])
-    d, recipe = cfg.data, VJEPA(cfg)
+    recipe = RECIPES.get(cfg.recipe)(cfg)
     with torch.device("meta"):
-        models = recipe.build_models().trainable
-        x = torch.randn(batch, 3, d.num_frames, d.crop_size, d.crop_size)
-    enc, pred = models["encoder"], models["predictor"]
-    ctx, tgt = recipe.mask_fns()["video"](batch, 0, 0)
-    ctx, tgt = [m.to("meta") for m in ctx], [m.to("meta") for m in tgt]
-    params = {id(p) for m in (enc, pred) for p in m.parameters()}
+        model_set = recipe.build_models()
+    models = model_set.all()
+    b = example_batch(cfg, recipe, batch, "meta")
+    params = {id(p) for m in models.values() for p in m.parameters()}
     seen, total = set(), [0]
 
     def pack(t):
@@ -45,15 +46,32 @@ def saved_bytes_per_sample(config: Path, checkpointing: bool, batch: int = 1) ->
         return t
 
     def keep_input(unit, args):  # what a checkpointed unit holds on to: its input
-        total[0] += args[0].numel() * args[0].element_size()
+        if torch.is_grad_enabled():  # the target encoder runs without grad: it keeps nothing
+            total[0] += args[0].numel() * args[0].element_size()
 
-    checkpointed = [u for m in (enc, pred) for u in m.shard_units()] if checkpointing else []  # all of them
+    checkpointed = [u for m in model_set.trainable.values() for u in m.shard_units()] if checkpointing else []
     hooks = [u.register_forward_pre_hook(keep_input) for u in checkpointed]
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        predict(enc, pred, x, ctx, tgt)
+        recipe.loss(models, b)
     for h in hooks:
         h.remove()
     return total[0] // batch
+
+
+# part (a) also for the JEPA family's large configs (their model states, 1B+ parameters on 2 CPU ranks, do not fit
+# this machine's memory: part (b) runs on --config only)
+FAMILY = ("vitg16_256_v2.yaml", "vitg16_384_64f_cooldown.yaml")
+
+
+def activation_figures(config: Path) -> dict:
+    name = config.stem
+    none, full = saved_bytes_per_sample(config, False), saved_bytes_per_sample(config, True)
+    mib = lambda b: b / 2 ** 20  # noqa: E731
+    print(f"(a) {name}: bytes saved for backward per sample (float32, math attention), trained modules")
+    print(f"  checkpointing none: {mib(none):12.1f} MiB")
+    print(f"  checkpointing full: {mib(full):12.1f} MiB  ({100 * full / none:.1f}% of none; goal <= 20%)")
+    return {f"{name}_saved_mib_none": round(mib(none), 2), f"{name}_saved_mib_full": round(mib(full), 2),
+            f"{name}_checkpoint_full_vs_none_ratio": round(full / none, 4)}
 
 
 def local_bytes(tensors) -> int:
@@ -144,15 +162,10 @@ def main():
     args = p.parse_args()
     if args.worker:
         return engine_worker(args.config, args.worker, args.out)
-    none = saved_bytes_per_sample(Path(args.config), False)
-    full = saved_bytes_per_sample(Path(args.config), True)
-    name = Path(args.config).stem
-    mib = lambda b: b / 2 ** 20  # noqa: E731
-    print(f"(a) {name}: bytes saved for backward per sample (float32), context encoder + predictor")
-    print(f"  checkpointing none: {mib(none):10.1f} MiB")
-    print(f"  checkpointing full: {mib(full):10.1f} MiB  ({100 * full / none:.1f}% of none; goal <= 20%)")
-    figures = {f"{name}_saved_mib_none": round(mib(none), 2), f"{name}_saved_mib_full": round(mib(full), 2),
-               "checkpoint_full_vs_none_ratio": round(full / none, 4)}
+    figures = {}
+    for config in [Path(args.config)] + [ROOT / "configs/pretrain" / f for f in FAMILY]:
+        figures.update(activation_figures(config))
+    name, mib = Path(args.config).stem, (lambda b: b / 2 ** 20)
     if not args.no_engines:
         measured, predicted = measure_engines(args.config), planner_states(args.config)
         print(f"(b) {name} model states per rank at world size 2 (MiB; measured | planner)")

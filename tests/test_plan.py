@@ -44,3 +44,17 @@ def test_cli_prints_a_table_with_fit_verdicts():
     rows = [line for line in r.stdout.splitlines() if line.startswith(("ddp", "zero"))]
     assert len(rows) == 8 and rows[0].endswith("no") and rows[-1].endswith("yes")
     assert main(["--config", "configs/pretrain/vith16_384.yaml", "--set", "model.dpeth=3"]) == 2
+
+
+@pytest.mark.parametrize("name,frames,crop", [("vitg16_256_v2", 16, 256), ("vitg16_384_64f_cooldown", 64, 384)])
+def test_the_planner_covers_v2_vit_giant(name, frames, crop):
+    from jepa_scale.plan import plan
+
+    cfg = load_config(ROOT / "configs/pretrain" / f"{name}.yaml")
+    assert (cfg.data.num_frames, cfg.data.crop_size) == (frames, crop)
+    rows = {(p.engine, p.checkpointing): p for p in plan(cfg, 128)}
+    none, full = rows[("zero3 / fsdp full", "none")], rows[("zero3 / fsdp full", "full")]
+    assert full.activations < none.activations / 5  # what the configs' use_activation_checkpointing buys
+    # ViT-g's 1.03B trained parameters: 16 bytes each unsharded (bf16 params and grads, fp32 Adam and master)
+    assert rows[("ddp", "none")].params + rows[("ddp", "none")].grads + rows[("ddp", "none")].optimizer == \
+        pytest.approx(16 * 1034.6e6, rel=1e-3)
