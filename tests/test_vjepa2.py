@@ -169,3 +169,22 @@ def test_tiny_v2_pretrains_with_a_falling_loss_then_cools_down_at_more_frames_an
     lrs = [float(r["lr"]) for r in csv.DictReader(open(full / "jepa_r0.csv"))]
     assert lrs == pytest.approx([5e-4 + (s + 1) / 15 * (1e-6 - 5e-4) for s in range(12)], rel=1e-6)
     assert math.isfinite(losses(full)[-1])
+    # V-JEPA 2's 4-block probe (the head grid) on the pretrained V2 backbone, loaded strictly from the run
+    from jepa_scale.data.synthetic import split_list
+    from jepa_scale.evals.runner import evaluate
+
+    import shutil
+
+    train_csv, val_csv = split_list(shutil.copy(video_csv, tmp_path / "videos.csv"), 0.25)
+    probe = load_config(ROOT / "configs/evals/vitl16_ssv2_16x2x3_v2.yaml", [
+        f"experiment.data.dataset_train={train_csv}", f"experiment.data.dataset_val={val_csv}",
+        "experiment.data.num_classes=12", "experiment.data.resolution=64", "experiment.data.frames_per_clip=4",
+        "experiment.data.frame_step=2", "experiment.data.num_views_per_segment=1",
+        "experiment.data.num_segments=1", "experiment.optimization.num_epochs=1",
+        "experiment.optimization.batch_size=4", "experiment.classifier.num_heads=2",
+        f"model_kwargs.checkpoint={ckpt}", "model_kwargs.pretrain_kwargs.encoder.depth=2",
+        "model_kwargs.pretrain_kwargs.encoder.embed_dim=48", "model_kwargs.pretrain_kwargs.encoder.num_heads=2",
+        "model_kwargs.pretrain_kwargs.encoder.model_name=vit_tiny",
+        f"probe.output_folder={tmp_path / 'probe'}", "probe.num_workers=0", "probe.tensorboard=false", "num_workers=0"])
+    r = evaluate(probe)
+    assert len(r["per_head"]) == 20 and 0 <= r["top1"] <= 100

@@ -1,0 +1,32 @@
+"""The JEPA family on the sharded engines: a tiny V-JEPA 2 and a tiny I-JEPA train on 2 gloo ranks under FSDP2 and
+DeepSpeed ZeRO-3 with DDP's losses, as V-JEPA 1 does (tests/test_distributed.py)."""
+import pytest
+
+from tests.conftest import tiny_v2_raw
+from tests.test_distributed import TORCHRUN, launch, losses
+
+pytestmark = pytest.mark.slow
+
+RAW = {"vjepa2": lambda csv, folder: tiny_v2_raw(csv, folder, data={"batch_size": 4},
+                                                 optimization={"max_steps": 4, "ipe": 8})}
+
+
+@pytest.fixture(scope="module", params=sorted(RAW))
+def family_ddp(request, video_csv, tmp_path_factory):
+    if TORCHRUN is None:
+        pytest.skip("torchrun not found next to this python")
+    raw = RAW[request.param](str(video_csv), str(tmp_path_factory.mktemp("unused")))
+    folder = tmp_path_factory.mktemp(f"{request.param}_ddp") / "run"
+    launch(raw, folder, 2, "data.batch_size=2", "distributed.engine=ddp")
+    return raw, folder
+
+
+@pytest.mark.parametrize("engine", ["distributed.engine=fsdp", "distributed.engine=deepspeed"],
+                         ids=["fsdp2", "zero3"])
+def test_the_family_trains_sharded_with_ddp_losses(family_ddp, tmp_path, engine):
+    raw, ddp = family_ddp
+    if "deepspeed" in engine:
+        pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (make test installs it)")
+    launch(raw, tmp_path / "run", 2, "data.batch_size=2", engine, "distributed.zero_stage=3")
+    ours, ref = losses(tmp_path / "run"), losses(ddp)
+    assert len(ours) == len(ref) == 4 and ours == pytest.approx(ref, rel=1e-4)
