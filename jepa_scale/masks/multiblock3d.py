@@ -4,6 +4,16 @@ One block size per batch, from a generator seeded by the batch counter (the offi
 counter across loader workers, so every rank and worker draws the same size for the same batch). Block placement
 is per sample; we draw it from a generator the caller seeds from (run seed, batch, micro-batch), which makes the
 masks a function of the batch position instead of a worker's global RNG state (so resumes reproduce them).
+
+V-JEPA 2 (src/masks/multiseq_multiblock3d.py) draws exactly as V1 and adds three options, all false in the
+released configs: `full_complement` (the targets become the complement of the cut context), `pred_full_complement`
+(the context becomes the complement of the cut targets; full_complement wins when both are set, as the official
+`if ... elif`) and `inv_block` (the two roles are swapped at the end). Order, as the official generator: both lists
+are first cut to the batch minimum (the context further to `max_keep`), then the complement is taken of the cut
+list, then inv_block swaps. So with full_complement the targets are N - K_ctx tokens, every token the cut context
+does not hold, including the late context tokens the cut dropped; with pred_full_complement the context is
+N - K_tgt tokens and ignores `max_keep`; with inv_block the returned context is not capped by `max_keep` either.
+One V-JEPA 2 frames-per-clip group gets its own MultiBlockMasks (num_frames = the group's fpc).
 """
 from __future__ import annotations
 
@@ -18,13 +28,25 @@ MAX_REDRAWS = 1000
 
 class MaskGenerator:
     def __init__(self, crop_size: int, num_frames: int, patch_size: int, tubelet_size: int, spatial_scale,
-                 temporal_scale, aspect_ratio, num_blocks: int, max_temporal_keep: float = 1.0, max_keep=None):
+                 temporal_scale, aspect_ratio, num_blocks: int, max_temporal_keep: float = 1.0, max_keep=None,
+                 full_complement: bool = False, pred_full_complement: bool = False, inv_block: bool = False):
         self.height = self.width = crop_size // patch_size
         self.duration = num_frames // tubelet_size
         self.spatial_scale, self.temporal_scale = tuple(spatial_scale), tuple(temporal_scale)
         self.aspect_ratio, self.num_blocks = tuple(aspect_ratio), num_blocks
         self.max_context_duration = max(1, int(self.duration * max_temporal_keep))
         self.max_keep = max_keep
+        self.full_complement, self.pred_full_complement, self.inv_block = full_complement, pred_full_complement, inv_block
+
+    @property
+    def num_tokens(self) -> int:
+        return self.duration * self.height * self.width
+
+    def _complement(self, rows: torch.Tensor) -> torch.Tensor:
+        """[B, K] sorted token indices -> [B, N - K]: the tokens each row does not hold, sorted."""
+        keep = torch.ones(rows.shape[0], self.num_tokens, dtype=torch.bool)
+        keep.scatter_(1, rows, False)
+        return torch.nonzero(keep)[:, 1].reshape(rows.shape[0], -1)
 
     def block_size(self, batch_counter: int) -> tuple[int, int, int]:
         g = torch.Generator().manual_seed(batch_counter)
@@ -53,7 +75,8 @@ class MaskGenerator:
         return keep
 
     def __call__(self, batch_size: int, batch_counter: int, g: torch.Generator):
-        """-> (context [B, K_ctx], target [B, K_tgt]) LongTensors, sorted, cut to the batch minimum."""
+        """-> (context [B, K_ctx], target [B, K_tgt]) LongTensors, sorted, cut to the batch minimum (then, with the
+        V2 options, completed and/or swapped: see the module docstring)."""
         size = self.block_size(batch_counter)
         ctx, tgt = [], []
         for _ in range(batch_size):
@@ -71,7 +94,13 @@ class MaskGenerator:
         if self.max_keep is not None:
             k_ctx = min(k_ctx, self.max_keep)
         k_tgt = min(len(t) for t in tgt)
-        return torch.stack([c[:k_ctx] for c in ctx]), torch.stack([t[:k_tgt] for t in tgt])
+        ctx, tgt = torch.stack([c[:k_ctx] for c in ctx]), torch.stack([t[:k_tgt] for t in tgt])
+        # V2: the complement of the *cut* list (the official generator cuts first, then completes)
+        if self.full_complement:
+            tgt = self._complement(ctx)
+        elif self.pred_full_complement:
+            ctx = self._complement(tgt)
+        return (tgt, ctx) if self.inv_block else (ctx, tgt)
 
 
 class MultiBlockMasks:
@@ -86,7 +115,9 @@ class MultiBlockMasks:
     def __init__(self, mask_cfgs, crop_size: int, num_frames: int, patch_size: int, tubelet_size: int):
         self.generators = [
             MaskGenerator(crop_size, num_frames, patch_size, tubelet_size, m.spatial_scale, m.temporal_scale,
-                          m.aspect_ratio, m.num_blocks, m.max_temporal_keep, m.max_keep)
+                          m.aspect_ratio, m.num_blocks, m.max_temporal_keep, m.max_keep,
+                          getattr(m, "full_complement", False), getattr(m, "pred_full_complement", False),
+                          getattr(m, "inv_block", False))
             for m in mask_cfgs
         ]
 
