@@ -83,6 +83,11 @@ def dali_unsupported(data_cfg) -> list[tuple[str, str]]:
     if d.sampling == "resampled":
         out.append(("data.sampling", "is resampled; the DALI path reads each shard sample once per epoch, "
                                      "shuffled"))
+    if d.fps is not None:
+        out.append(("data.fps", f"is {d.fps}; the DALI path steps frames by data.sampling_rate only"))
+    if len(groups := d.fpc_groups()) > 1:
+        out.append(("data.dataset_fpcs", f"has {len(groups)} frames-per-clip values {groups}; the DALI path decodes "
+                                         "one clip length (data.num_frames) for all videos"))
     return out
 
 

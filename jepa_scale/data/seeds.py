@@ -30,12 +30,28 @@ def eval_sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, EVAL_NAMESPACE, epoch, index])
 
 
-def mask_seed(seed: int, batch: int, micro: int) -> int:
-    """Mask placement of one micro-batch (block sizes follow the batch counter alone, as the official collator)."""
-    return int(np.random.default_rng([seed, batch, micro, MASK_NAMESPACE]).integers(1 << 62))
+def mask_seed(seed: int, batch: int, micro: int, group: int = 0) -> int:
+    """Mask placement of one micro-batch (block sizes follow the batch counter alone, as the official collator);
+    `group` > 0: of the micro-batch's V-JEPA 2 frames-per-clip group `group` (group 0 has the micro-batch's seed)."""
+    key = [seed, batch, micro, MASK_NAMESPACE] + ([group] if group else [])
+    return int(np.random.default_rng(key).integers(1 << 62))
 
 
-def draw_masks(mask_fns: dict, batch_size: int, seed: int, batch: int, micro: int) -> dict:
-    """modality -> Masks for one micro-batch, from the mask functions a recipe injects (none for a probe)."""
-    placement = mask_seed(seed, batch, micro)
-    return {name: fn(batch_size, batch, placement) for name, fn in mask_fns.items()}
+def draw_masks(mask_fns: dict, batch_size: int, seed: int, batch: int, micro: int,
+               groups: dict | None = None) -> dict:
+    """modality -> Masks for one micro-batch, from the mask functions a recipe injects (none for a probe).
+
+    `groups` (input key -> number of clips, for every frames-per-clip group in `DataConfig.fpc_groups()` order)
+    when a micro-batch is split by frames per clip: the mask function of a group's key draws for that group's clips
+    only, with the placement seed of the group's index, and a group without clips gets no masks. Every other key
+    draws for the whole batch with the micro-batch's seed. One group ("video") draws as without `groups`."""
+    groups = groups or {}
+    index = {key: i for i, key in enumerate(groups)}
+    out = {}
+    for name, fn in mask_fns.items():
+        if name in groups:
+            if groups[name]:
+                out[name] = fn(groups[name], batch, mask_seed(seed, batch, micro, index[name]))
+        else:
+            out[name] = fn(batch_size, batch, mask_seed(seed, batch, micro))
+    return out

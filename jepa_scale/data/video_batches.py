@@ -4,6 +4,16 @@ Global batch j of the data stream takes the j-th slice of a per-epoch permutatio
 the official DistributedSampler); micro-batch r of it takes the r-th `batch_size` part. Clip sampling,
 augmentation and masks draw from generators seeded by (seed, j, r, sample). Nothing depends on the worker or
 world size, so a run resumed at batch j sees exactly the data an uninterrupted run would.
+
+V-JEPA 2 frames-per-clip groups: each dataset has its clip length (`DataConfig.frames_per_dataset`, the official
+`dataset_fpcs`), and a micro-batch's clips are split by it, as the official multi-sequence collator does. Group
+order is `DataConfig.fpc_groups()` (first appearance in dataset_fpcs; group i uses predictor mask token i). Each
+group is stacked and masked on its own: `Batch.inputs[video_key(fpc, groups)]` is [B_g, 3, fpc, H, W] and
+`Batch.masks` has the same keys, drawn by the mask function of that key for B_g clips; a group without a clip in
+this micro-batch is left out of both. `Batch.labels` are the groups' labels concatenated in group order (within a
+group, in micro-batch order), so `labels[:B_0]` belong to the first present group's clips, and so on;
+`Batch.size` is the number of clips of all groups. With one group (V1, and every released V2 config) the key is
+"video" and the batch is exactly what it was before groups existed.
 """
 from __future__ import annotations
 
@@ -13,7 +23,7 @@ import numpy as np
 import torch
 
 from jepa_scale.data.augment import augment_clip
-from jepa_scale.data.batch import Batch
+from jepa_scale.data.batch import Batch, video_key
 from jepa_scale.data.csv_source import DataError, VideoRecord
 from jepa_scale.data.pyav_decoder import PyAVDecoder, VideoError
 from jepa_scale.data.sample_order import SampleOrder
@@ -24,28 +34,29 @@ log = logging.getLogger(__name__)
 
 
 class ClipLoader:
-    """One video -> one augmented clip [3, T, crop, crop], or VideoError."""
+    """One video -> one augmented clip [3, T, crop, crop] (T: `frames`, the record's dataset's frames per clip;
+    data.num_frames by default), or VideoError. The frame step is `DataConfig.frame_step` (fps, clip_duration or
+    sampling_rate)."""
 
     def __init__(self, data_cfg, aug_cfg, decoder=None):
         self.d, self.a = data_cfg, aug_cfg
         self.decoder = decoder or PyAVDecoder()
 
-    def _indices(self, num_frames: int, fps: float, rng):
+    def _indices(self, num_frames: int, fps: float, frames: int, rng):
         d = self.d
-        step = d.sampling_rate
-        if d.clip_duration is not None:  # official: a fixed duration in seconds overrides the frame step
-            step = max(1, int(d.clip_duration * fps / d.num_frames))
-        if d.filter_short_videos and num_frames < d.num_frames * step:
-            raise VideoError(f"too short ({num_frames} frames < {d.num_frames * step})")
-        return clip_indices(num_frames, d.num_frames, step, d.num_clips, rng)
+        step = d.frame_step(fps, frames)
+        if d.filter_short_videos and num_frames < frames * step:
+            raise VideoError(f"too short ({num_frames} frames < {frames * step})")
+        return clip_indices(num_frames, frames, step, d.num_clips, rng)
 
-    def __call__(self, rec: VideoRecord, rng: np.random.Generator) -> torch.Tensor:
+    def __call__(self, rec: VideoRecord, rng: np.random.Generator, frames: int | None = None) -> torch.Tensor:
         if rec.unusable:
             raise VideoError(rec.unusable)
+        T = frames or self.d.num_frames
         picked = {}
 
         def choose(num_frames: int, fps: float) -> np.ndarray:
-            picked["clips"], picked["fps"] = self._indices(num_frames, fps, rng), fps
+            picked["clips"], picked["fps"] = self._indices(num_frames, fps, T, rng), fps
             return np.concatenate(picked["clips"])
 
         src = rec.read_bytes() if rec.offset >= 0 else rec.path
@@ -61,7 +72,6 @@ class ClipLoader:
             frames = self.decoder.clip(src, choose(e.true_frames, picked["fps"]))
         clips = picked["clips"]
         frames = torch.from_numpy(frames)
-        T = self.d.num_frames
         views = [augment_clip(frames[i * T:(i + 1) * T], self.d.crop_size, self.a.random_resize_scale,
                               self.a.random_resize_aspect_ratio, rng, self.a.horizontal_flip)
                  for i in range(len(clips))]
@@ -75,6 +85,16 @@ class VideoBatches(torch.utils.data.Dataset):
                  decoder=None, weights: list[float] | None = None, mask_fns: dict | None = None):
         d = cfg.data
         self.records = [r for ds in datasets for r in ds]
+        self.groups = d.fpc_groups()  # frames per clip of each group, in group order
+        self.keys = {fpc: video_key(fpc, self.groups) for fpc in self.groups}
+        fpcs = d.frames_per_dataset(len(datasets))
+        if len(self.groups) == 1:
+            fpcs = self.groups * len(datasets)
+        elif len(fpcs) != len(datasets):
+            raise DataError(f"data.dataset_fpcs has {len(fpcs)} values for {len(datasets)} datasets: several "
+                            f"frames-per-clip groups need one value per dataset")
+        # frames per clip of each record (records are the datasets concatenated)
+        self.record_frames = np.repeat(np.asarray(fpcs, dtype=np.int64), [len(ds) for ds in datasets])
         self.seed = seed
         self.batch_size, self.micro_index, self.num_micro = d.batch_size, micro_index, num_micro
         self.global_batch = d.batch_size * num_micro
@@ -95,16 +115,24 @@ class VideoBatches(torch.utils.data.Dataset):
         return self.order.batch(j)[start:start + self.batch_size].tolist()
 
     def __getitem__(self, j: int) -> Batch:
-        clips, labels, skipped = [], [], []
+        groups = {key: ([], []) for key in self.keys.values()}  # key -> (clips, labels), in group order
+        skipped = []
         for pos, i in enumerate(self.sample_ids(j)):
-            rec = self.records[i]
+            rec, frames = self.records[i], int(self.record_frames[i])
             rng = sample_rng(self.seed, j, self.micro_index, pos)
             try:
-                clips.append(self.clip_loader(rec, rng))
-                labels.append(rec.label)
+                clip = self.clip_loader(rec, rng, frames)
             except VideoError as e:
                 skipped.append((f"{rec.source} {rec.path}", e.reason))
-        if not clips:
-            return Batch({"video": torch.empty(0)}, torch.empty(0, dtype=torch.long), j, skipped=skipped)
-        masks = draw_masks(self.mask_fns, len(clips), self.seed, j, self.micro_index)
-        return Batch({"video": torch.stack(clips)}, torch.tensor(labels), j, masks, skipped)
+                continue
+            clips, labels = groups[self.keys[frames]]
+            clips.append(clip)
+            labels.append(rec.label)
+        present = {key: g for key, g in groups.items() if g[0]}
+        if not present:
+            inputs = {"video": torch.empty(0)} if len(self.groups) == 1 else {}
+            return Batch(inputs, torch.empty(0, dtype=torch.long), j, skipped=skipped)
+        labels = torch.tensor([label for _, group_labels in present.values() for label in group_labels])
+        masks = draw_masks(self.mask_fns, len(labels), self.seed, j, self.micro_index,
+                           groups={key: len(g[0]) for key, g in groups.items()})
+        return Batch({key: torch.stack(g[0]) for key, g in present.items()}, labels, j, masks, skipped)
