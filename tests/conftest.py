@@ -98,3 +98,38 @@ def video_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def video_csv(video_dir):
     return video_dir / "videos.csv"
+
+
+def tiny_ijepa_raw(image_root: str, folder: str, **sections) -> dict:
+    """A very small I-JEPA config (every official key; 96 px, patch 8, a 2-block ViT) as a raw dict over an
+    ImageFolder tree whose `train/` split is in `image_root`; sections override keys."""
+    raw = {
+        "data": {"batch_size": 8, "color_jitter_strength": 0.0, "crop_scale": [0.3, 1.0], "crop_size": 96,
+                 "image_folder": "", "num_workers": 0, "pin_mem": False, "root_path": image_root,
+                 "use_color_distortion": False, "use_gaussian_blur": False, "use_horizontal_flip": False},
+        "logging": {"folder": folder, "write_tag": "jepa", "log_freq": 2, "tensorboard": True},
+        "mask": {"allow_overlap": False, "aspect_ratio": [0.75, 1.5], "enc_mask_scale": [0.85, 1.0], "min_keep": 10,
+                 "num_enc_masks": 1, "num_pred_masks": 4, "patch_size": 8, "pred_mask_scale": [0.15, 0.2]},
+        "meta": {"copy_data": False, "load_checkpoint": False, "model_name": "vit_tiny", "embed_dim": 48, "depth": 2,
+                 "num_heads": 2, "pred_depth": 1, "pred_emb_dim": 32, "read_checkpoint": None,
+                 "use_bfloat16": False, "seed": 7},
+        "optimization": {"ema": [0.996, 1.0], "epochs": 4, "final_lr": 1.0e-6, "final_weight_decay": 0.4,
+                         "ipe_scale": 1.0, "lr": 1.0e-3, "start_lr": 2.0e-4, "warmup": 1, "weight_decay": 0.04},
+    }
+    for section, values in sections.items():
+        raw[section] = {**raw.get(section, {}), **values} if isinstance(values, dict) else values
+    return raw
+
+
+@pytest.fixture(scope="session")
+def ijepa_images(tmp_path_factory):
+    """A synthetic ImageFolder tree (data_tools/make_synthetic_images.py): `<root>/train/`, 12 classes x 4 PNGs."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_synthetic_images",
+                                                  ROOT / "data_tools" / "make_synthetic_images.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    root = tmp_path_factory.mktemp("images")
+    tool.write_shape_images(root, per_class=4, height=80, width=104, seed=3)
+    return root
