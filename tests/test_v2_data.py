@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from jepa_scale.config import ConfigError, DataConfig, MaskConfig, dali_unsupported, load_config
-from jepa_scale.data import ClipLoader, DataStream, PyAVDecoder, VideoBatches, VideoError
+from jepa_scale.data import ClipLoader, DataError, DataStream, PyAVDecoder, VideoBatches, VideoError
 from jepa_scale.data.batch import video_key
 from jepa_scale.data.csv_source import read_video_csv
 from jepa_scale.data.sample_order import SampleOrder
@@ -259,7 +259,7 @@ def test_official_collator_groups_the_same_samples_in_the_same_order(two_lists):
 def test_several_groups_need_one_fpc_per_dataset(two_lists):
     cfg = group_cfg(two_lists, [4, 8])
     datasets, _ = open_datasets(cfg.data)
-    with pytest.raises(Exception, match="dataset_fpcs has 2 values for 3 datasets"):
+    with pytest.raises(DataError, match="dataset_fpcs has 2 values for 3 datasets"):
         VideoBatches(datasets + [datasets[0]], cfg, seed=0)
 
 
@@ -429,3 +429,26 @@ def test_epoch_mixture_has_the_official_expected_shares_but_exact_counts_per_epo
     first = np.bincount(epoch[epoch < 30], minlength=30)
     assert first.min() == 1 and first.max() == 2  # up-weighted: one whole pass, then 4 of a second
     assert len(set(epoch[epoch >= 40].tolist())) == 56  # down-weighted: no sample twice
+
+
+# -- end to end
+
+@pytest.mark.slow
+def test_tiny_v2_pretrains_on_two_fpc_groups_and_trains_one_mask_token_per_group(two_lists, tmp_path):
+    """Two datasets at 4 and 8 frames through the V2 recipe: each group reaches the loss with its own mask token
+    (the tokens start at zero; the ones no group uses stay there)."""
+    import csv
+    import math
+
+    from jepa_scale.trainer import train
+
+    raw = tiny_v2_raw(None, str(tmp_path / "run"), data={"datasets": list(two_lists), "dataset_fpcs": [4, 8]},
+                      optimization={"max_steps": 4, "ipe": 2, "epochs": 2})
+    out = train(load_config(raw=raw))
+    assert out["step"] == 4
+    losses = [float(r["loss"]) for r in csv.DictReader(open(tmp_path / "run" / "jepa_r0.csv"))]
+    assert len(losses) == 4 and all(math.isfinite(x) for x in losses)
+    tokens = {k.rsplit(".", 1)[-1]: v for k, v in torch.load(out["checkpoint"], weights_only=True)["predictor"].items()
+              if "mask_tokens" in k}
+    assert tokens["0"].abs().sum() > 0 and tokens["1"].abs().sum() > 0
+    assert all(v.abs().sum() == 0 for k, v in tokens.items() if int(k) >= 2)
