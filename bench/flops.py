@@ -1,5 +1,5 @@
 """Analytic FLOPs of one training step vs torch's FlopCounterMode: V-JEPA tiny, ViT-L and ViT-H; V-JEPA 2 ViT-g at
-16x256 and 64x384 (RoPE blocks).
+16x256 and 64x384 (RoPE blocks); I-JEPA ViT-H/14 at 224.
 
 Large models run on the meta device (shapes only, no memory, no time); attention uses the `math` backend so the
 counter sees its matmuls. One batch of masks drawn by the official generator. Ends with one JSON line.
@@ -22,13 +22,16 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = [("tiny_cpu", "tiny_cpu.yaml", "cpu"), ("tiny_cpu_v2", "tiny_cpu_v2.yaml", "cpu"),
            ("vit_large_224", "vitl16.yaml", "meta"), ("vit_huge_224", "vith16.yaml", "meta"),
            ("vit_huge_384", "vith16_384.yaml", "meta"), ("v2_vit_giant_16x256", "vitg16_256_v2.yaml", "meta"),
-           ("v2_vit_giant_64x384", "vitg16_384_64f_cooldown.yaml", "meta")]
+           ("v2_vit_giant_64x384", "vitg16_384_64f_cooldown.yaml", "meta"),
+           ("ijepa_vit_huge14_224", "ijepa_vith14_224.yaml", "meta")]
 
 
 def measure(name, file, device, batch=1):
     """One batch of the recipe's own masks and loss, counted by FlopCounterMode, beside the recipe's analytic
     step_flops."""
-    cfg = load_config(ROOT / "configs" / "pretrain" / file, ["model.attention=math"])
+    path = ROOT / "configs" / "pretrain" / file
+    model_section = "meta" if load_config(path).recipe == "ijepa" else "model"  # I-JEPA keeps model keys in meta
+    cfg = load_config(path, [f"{model_section}.attention=math"])
     recipe = RECIPES.get(cfg.recipe)(cfg)
     with torch.device(device):
         models = recipe.build_models().all()

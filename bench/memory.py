@@ -30,7 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def saved_bytes_per_sample(config: Path, checkpointing: bool, batch: int = 1) -> int:
     """Bytes the recipe's training loss saves for backward per sample (meta device: shapes only)."""
-    cfg = load_config(config, [f"model.use_activation_checkpointing={str(checkpointing).lower()}"])
+    ijepa = load_config(config).recipe == "ijepa"  # no V2 key there: our distributed switch
+    cfg = load_config(config, [f"distributed.activation_checkpointing={'full' if checkpointing else 'none'}"] if ijepa
+                      else [f"model.use_activation_checkpointing={str(checkpointing).lower()}"])
     recipe = RECIPES.get(cfg.recipe)(cfg)
     with torch.device("meta"):
         model_set = recipe.build_models()
@@ -60,7 +62,7 @@ def saved_bytes_per_sample(config: Path, checkpointing: bool, batch: int = 1) ->
 
 # part (a) also for the JEPA family's large configs (their model states, 1B+ parameters on 2 CPU ranks, do not fit
 # this machine's memory: part (b) runs on --config only)
-FAMILY = ("vitg16_256_v2.yaml", "vitg16_384_64f_cooldown.yaml")
+FAMILY = ("vitg16_256_v2.yaml", "vitg16_384_64f_cooldown.yaml", "ijepa_vith14_224.yaml")
 
 
 def activation_figures(config: Path) -> dict:

@@ -60,19 +60,13 @@ def model_sizes(recipe) -> tuple[dict, Sizes]:
     return model_set.all(), sizes
 
 
-def paired_mask_shapes(masks) -> list[tuple[int, int]]:
-    """(context, target) tokens of each mask configuration: context i is predicted at target i (V-JEPA)."""
-    return [(c.shape[1], t.shape[1]) for c, t in zip(masks.context, masks.target)]
-
-
 def mean_tokens(cfg, recipe, batches: int = 20) -> list[tuple[float, float]]:
     """Mean (context, target) token counts of each predicted sequence of the recipe's (first) masked modality, as
-    its `mask_shapes` lists them (default: one per mask configuration, V-JEPA's pairing)."""
+    its `mask_shapes` lists them (V-JEPA: one per mask configuration; I-JEPA: every target x context pair)."""
     masks = next(iter(recipe.mask_fns().values()))
-    shapes_of = getattr(recipe, "mask_shapes", paired_mask_shapes)  # I-JEPA: every (target, context) pair
     sums = None
     for j in range(batches):
-        shapes = shapes_of(masks(cfg.data.batch_size, j, j))
+        shapes = recipe.mask_shapes(masks(cfg.data.batch_size, j, j))
         sums = sums or [[0.0, 0.0] for _ in shapes]
         for i, (c, t) in enumerate(shapes):
             sums[i][0] += c / batches

@@ -49,7 +49,7 @@ class Trainer:
             compile_units(model_set, cfg.distributed.compile_backend)
         e.setup(model_set, self.recipe.optimizer)
         self.task = TASKS.get(task)(cfg, self.recipe, e)
-        plan = CheckpointPlan.pretraining(cfg, self.recipe.official_state)
+        plan = CheckpointPlan.pretraining(cfg, self.recipe.official_state, self.recipe.checkpoint_prefix)
         self.checkpointer = Checkpointer(cfg, e, self.stop_step, plan)
         self.checkpointer.prepare(resume=cfg.resumes)
         self.streams = self.open_streams(decoder)

@@ -10,11 +10,16 @@ from jepa_scale.config import load_config
 from jepa_scale.models import BACKBONES, Stack
 from jepa_scale.recipes import RECIPES
 from jepa_scale.trainer import Trainer
-from tests.conftest import tiny_raw, tiny_v2_raw
+from tests.conftest import tiny_ijepa_raw, tiny_raw, tiny_v2_raw
 
-# recipe -> a raw config that trains in seconds on a CPU (the backbone name is filled in per case)
-TINY = {"vjepa": lambda csv, folder, backbone: tiny_raw(csv, folder, model={"model_name": backbone}),
-        "vjepa2": lambda csv, folder, backbone: tiny_v2_raw(csv, folder, model={"model_name": backbone})}
+# recipe -> (a raw config that trains in seconds on a CPU, the section holding model keys); `data` has the test
+# data by modality, the backbone name is filled in per case
+TINY = {"vjepa": (lambda data, folder, backbone: tiny_raw(data["video"], folder, model={"model_name": backbone}),
+                  "model"),
+        "vjepa2": (lambda data, folder, backbone: tiny_v2_raw(data["video"], folder, model={"model_name": backbone}),
+                   "model"),
+        "ijepa": (lambda data, folder, backbone: tiny_ijepa_raw(data["image"], folder, meta={"model_name": backbone}),
+                  "meta")}
 CASES = [(r, b) for r in RECIPES.names() for b in BACKBONES.names()]
 
 
@@ -23,11 +28,12 @@ def test_every_recipe_has_a_tiny_config():
 
 
 @pytest.fixture
-def build(tmp_path, video_csv):
+def build(tmp_path, video_csv, ijepa_images):
     def make(recipe, backbone, **sections):
-        raw = TINY[recipe](str(video_csv), str(tmp_path / "run"), backbone)
-        raw.setdefault("app", recipe)
+        tiny, model_section = TINY[recipe]
+        raw = tiny({"video": str(video_csv), "image": str(ijepa_images)}, str(tmp_path / "run"), backbone)
         for k, v in sections.items():
+            k = model_section if k == "model" else k
             raw[k] = {**raw.get(k, {}), **v}
         return load_config(raw=raw)
     return make

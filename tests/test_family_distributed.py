@@ -2,20 +2,22 @@
 DeepSpeed ZeRO-3 with DDP's losses, as V-JEPA 1 does (tests/test_distributed.py)."""
 import pytest
 
-from tests.conftest import tiny_v2_raw
+from tests.conftest import tiny_ijepa_raw, tiny_v2_raw
 from tests.test_distributed import TORCHRUN, launch, losses
 
 pytestmark = pytest.mark.slow
 
-RAW = {"vjepa2": lambda csv, folder: tiny_v2_raw(csv, folder, data={"batch_size": 4},
-                                                 optimization={"max_steps": 4, "ipe": 8})}
+RAW = {"vjepa2": lambda csv, images, folder: tiny_v2_raw(csv, folder, data={"batch_size": 4},
+                                                         optimization={"max_steps": 4, "ipe": 8}),
+       "ijepa": lambda csv, images, folder: tiny_ijepa_raw(images, folder, data={"batch_size": 4},
+                                                           optimization={"max_steps": 4, "ipe": 8})}
 
 
 @pytest.fixture(scope="module", params=sorted(RAW))
-def family_ddp(request, video_csv, tmp_path_factory):
+def family_ddp(request, video_csv, ijepa_images, tmp_path_factory):
     if TORCHRUN is None:
         pytest.skip("torchrun not found next to this python")
-    raw = RAW[request.param](str(video_csv), str(tmp_path_factory.mktemp("unused")))
+    raw = RAW[request.param](str(video_csv), str(ijepa_images), str(tmp_path_factory.mktemp("unused")))
     folder = tmp_path_factory.mktemp(f"{request.param}_ddp") / "run"
     launch(raw, folder, 2, "data.batch_size=2", "distributed.engine=ddp")
     return raw, folder

@@ -8,6 +8,7 @@ all verify and says which it skipped and why. The training loop only asks `due(s
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from jepa_scale.checkpoint.manifest import checkpoint_files, digest, problems, share, write_manifest
-from jepa_scale.checkpoint.official import CheckpointError, atomic_save, official_checkpoint, read_checkpoint
+from jepa_scale.checkpoint.official import PREFIX, CheckpointError, atomic_save, official_checkpoint, read_checkpoint
 from jepa_scale.checkpoint.store import (FORMAT_ENGINES, OFFICIAL_FILE, CheckpointStore, Stored, read_extra,
                                          write_extra)
 from jepa_scale.config import save_config
@@ -56,20 +57,21 @@ class CheckpointPlan:
     batch_size_key: str = "data.batch_size"
 
     @classmethod
-    def pretraining(cls, cfg, official_state: Callable | None = None) -> "CheckpointPlan":
+    def pretraining(cls, cfg, official_state: Callable | None = None, prefix: str = PREFIX) -> "CheckpointPlan":
         """official_state: (file's dict, source) -> the dict our modules load (the recipe's, for the documented
-        differences of the released files); None: as it is."""
+        differences of the released files); None: as it is. prefix: of the state-dict keys in the files written
+        (the method's official layout: `module.backbone.` for V-JEPA, `module.` for I-JEPA)."""
         lg, o = cfg.logging, cfg.optimization
         schedules = Schedules.from_config(o)
         return cls(folder=Path(lg.folder), tag=lg.write_tag, latest_name=f"{lg.write_tag}-latest.pth.tar", ipe=o.ipe,
                    every=lg.checkpoint_freq or o.ipe, keep_latest=lg.keep_latest, save_every_freq=cfg.meta.save_every_freq,
                    overwrite=lg.overwrite, read_checkpoint=cfg.meta.read_checkpoint, batch_size=cfg.data.batch_size,
-                   lr=schedules.lr, pack=_pack_pretraining, unpack=official_state or (lambda ckpt, source: ckpt),
+                   lr=schedules.lr, pack=functools.partial(_pack_pretraining, prefix=prefix), unpack=official_state or (lambda ckpt, source: ckpt),
                    folder_key=cfg.folder_key)
 
 
-def _pack_pretraining(states: dict, opt: dict, meta: dict, extra: dict) -> dict:
-    return official_checkpoint(states, opt, **meta, extra=extra)
+def _pack_pretraining(states: dict, opt: dict, meta: dict, extra: dict, prefix: str) -> dict:
+    return official_checkpoint(states, opt, **meta, extra=extra, prefix=prefix)
 
 
 class Checkpointer:
@@ -91,7 +93,7 @@ class Checkpointer:
     def prepare(self, resume: bool):
         """Before anything is written: refuse a folder that holds another run (fresh starts), remove what
         interrupted saves of this run left, write the config (rank 0)."""
-        if any(part.startswith("your_") for part in self.folder.parts):
+        if any(part.startswith(("your_", "$replace_this")) for part in self.folder.parts):  # V-JEPA's, I-JEPA's
             raise RunFolderError(f"{self.plan.folder_key} is {self.folder}, the official config's placeholder: set "
                                  f"it to where this run's checkpoints and logs go (--set {self.plan.folder_key}=...)")
         e, previous = self.engine, self.previous_run()

@@ -84,10 +84,10 @@ def check_matches(own: dict, state: dict, what: str, source: str) -> dict:
 
 
 def official_checkpoint(modules: dict, opt: dict, *, epoch: int, loss: float, batch_size: int, world_size: int,
-                        lr: float, extra: dict | None = None) -> dict:
+                        lr: float, extra: dict | None = None, prefix: str = PREFIX) -> dict:
     """The official dict layout: each module's state dict under its name (`encoder`, `predictor`, `target_encoder`)
     with the official prefix; our resume state (exact step, data position) rides under `jepa_scale`."""
-    ckpt = {name: add_prefix(state) for name, state in modules.items()}
+    ckpt = {name: add_prefix(state, prefix) for name, state in modules.items()}
     ckpt.update(opt=opt, scaler=None, epoch=epoch, loss=loss, batch_size=batch_size, world_size=world_size, lr=lr)
     if extra is not None:
         ckpt["jepa_scale"] = extra

@@ -12,6 +12,7 @@ RECIPES = Registry("recipe", "app")
 
 class Recipe(Protocol):
     config_class: type  # the config root this method reads (its own sections and keys)
+    checkpoint_prefix: str  # of the state-dict keys in the official single-file layout it writes
     logged: tuple[str, ...]  # names of the scalars `loss` returns besides the loss, logged in this order
 
     def __init__(self, cfg): ...
@@ -42,6 +43,9 @@ class Recipe(Protocol):
 
     def tokens_per_sample(self, modules: dict) -> int:
         """Input tokens of one sample (the tokens/s figure)."""
+
+    def mask_shapes(self, masks) -> list[tuple[int, int]]:
+        """(context tokens, target tokens) of every predictor sequence one sample's Masks make."""
 
     def trained_sequences(self, mask_shapes: list[tuple[int, int]]) -> list[tuple[str, int]]:
         """(module name, tokens) of every forward that keeps activations for backward, per sample, for the

@@ -37,6 +37,7 @@ def ijepa_loss(preds: torch.Tensor, targets: list[torch.Tensor], num_context: in
 class IJEPA(VJEPA):
     """V-JEPA's optimizer (four groups), checkpoint handling and token count; I-JEPA's models, masks, data, loss."""
     config_class = IJEPAConfig
+    checkpoint_prefix = "module."  # DDP around the bare models (no wrapper), as the official I-JEPA files
 
     def build_models(self) -> ModelSet:
         torch.manual_seed(self.cfg.meta.seed)

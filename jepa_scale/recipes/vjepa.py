@@ -7,6 +7,7 @@ import copy
 import torch
 import torch.nn as nn
 
+from jepa_scale.checkpoint.official import PREFIX
 from jepa_scale.config.schema import PretrainConfig
 from jepa_scale.data.sources import open_streams
 from jepa_scale.distributed.model_set import ModelSet
@@ -80,13 +81,19 @@ class VJEPA:
             loss = loss + self.cfg.loss.reg_coeff * std_regulariser(preds)
         return loss, {"target_std": target_std}
 
+    checkpoint_prefix = PREFIX  # of the files' state-dict keys: DDP around the official MultiMaskWrapper
+
     def official_state(self, ckpt: dict, source: str) -> dict:
         """An official-layout checkpoint dict as our modules take it (V1's files load as they are)."""
         return ckpt
 
+    @staticmethod
+    def mask_shapes(masks) -> list[tuple[int, int]]:
+        """(context, target) tokens of each mask configuration: context i is predicted at target i."""
+        return [(c.shape[1], t.shape[1]) for c, t in zip(masks.context, masks.target)]
+
     def step_flops(self, modules, batch) -> float:
-        masks = batch.masks["video"]
-        shapes = [(c.shape[1], t.shape[1]) for c, t in zip(masks.context, masks.target)]
+        shapes = self.mask_shapes(batch.masks["video"])
         return jepa_step(modules["encoder"], modules["predictor"], shapes)["total"] * batch.size
 
     def tokens_per_sample(self, modules) -> int:
