@@ -121,5 +121,8 @@ def test_a_placeholder_checkpoint_is_named_with_its_keys(tmp_path):
     spec = eval_spec(load_config(ROOT / "configs/evals/vitl16_k400_16x8x3.yaml"))
     with pytest.raises(CheckpointError, match="placeholder.*pretrain.folder and pretrain.checkpoint"):
         load_encoder(spec)
+    # a video eval of an image backbone would need the official FrameAggregation; an image eval takes it as it is
     with pytest.raises(ConfigError, match="pretrain.frames_per_clip: an image backbone"):
-        load_config(ROOT / "configs/evals/vitl16_in1k.yaml", ["pretrain.frames_per_clip=1"])
+        load_config(ROOT / "configs/evals/vitl16_k400_16x8x3.yaml", ["pretrain.frames_per_clip=1"])
+    image = eval_spec(load_config(ROOT / "configs/evals/vitl16_in1k.yaml", ["pretrain.frames_per_clip=1"]))
+    assert image.frames_per_clip == 1 and not image.encoder_cfg.data.num_frames > 1

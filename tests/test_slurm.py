@@ -240,7 +240,11 @@ def test_time_formats():
         parse_time_min("soon")
 
 
-def test_the_submitit_sbatch_script_has_our_signal_requeue_and_layout(tmp_path):
+def test_the_submitit_sbatch_script_has_our_signal_requeue_and_layout(tmp_path, monkeypatch):
+    import submitit.slurm.slurm
+
+    # the script is text: it needs no SLURM here (submitit refuses to build a SLURM executor without srun)
+    monkeypatch.setattr(submitit.slurm.slurm.SlurmExecutor, "affinity", classmethod(lambda cls: 1))
     o = opts(nodes=2, tasks_per_node=4, gpus_per_node=4, cpus_per_task=6, partition="gpu", time="1:00:00",
              signal="USR1", signal_lead_s=200)
     ex = make_executor(o, tmp_path / "%j", cluster="slurm")

@@ -216,7 +216,9 @@ class EvalV1ImageConfig(_Root):
         need(d.resolution % self.pretrain.patch_size == 0, "data.resolution",
              f"{d.resolution} is not divisible by pretrain.patch_size={self.pretrain.patch_size}")
         _optim_problems(need, "optimization", self.optimization)
-        _backbone_problems(need, "pretrain", self.pretrain, self.pretrain.frames_per_clip)
+        # frames_per_clip 1 is an image backbone (I-JEPA's 2-D ViT): the images go in as they are
+        need(self.pretrain.frames_per_clip > 0, "pretrain.frames_per_clip", "must be positive")
+        _backbone_problems(need, "pretrain", self.pretrain)
 
 
 # -- V-JEPA 2

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import ClassVar, Optional
 
-from jepa_scale.config.schema import DistributedConfig
+from jepa_scale.config.schema import DistributedConfig, run_problems
 
 DEAD_KEYS = {
     "meta.copy_data": "the official loader's copy of the ImageNet tar to the SLURM node's /scratch; we read the images "
@@ -262,11 +262,5 @@ class IJEPAConfig:
         need(o.max_steps is None or o.max_steps > 0, "optimization.max_steps", "must be positive or null")
         need(o.max_nonfinite_steps > 0, "optimization.max_nonfinite_steps", "must be positive")
         need(o.clip_grad is None or o.clip_grad > 0, "optimization.clip_grad", "must be positive or null")
-        # logging and distributed: V-JEPA's rules, on this config's sections (V-JEPA's loss section at its defaults)
-        from types import SimpleNamespace
-
-        from jepa_scale.config.schema import LossConfig, PretrainConfig
-
-        PretrainConfig._run_problems(SimpleNamespace(data=d, loss=LossConfig(), logging=self.logging,
-                                                     distributed=self.distributed), need)
+        run_problems(need, self.logging, self.distributed, d.batch_size)  # our logging and distributed rules
         return out

@@ -383,19 +383,23 @@ class PretrainConfig:
         need(not o.resume_anneal, "optimization.resume_anneal", cooldown)
 
     def _run_problems(self, need):
-        d = self.data
         need(self.loss.loss_exp > 0, "loss.loss_exp", f"must be positive, got {self.loss.loss_exp}")
-        need(self.logging.log_freq > 0, "logging.log_freq", f"must be positive, got {self.logging.log_freq}")
-        need(self.logging.keep_latest > 0, "logging.keep_latest", f"must be positive, got {self.logging.keep_latest}")
-        dc = self.distributed
-        need(dc.engine in ("auto", "single", "ddp", "fsdp", "deepspeed"), "distributed.engine",
-             f"must be auto, single, ddp, fsdp or deepspeed, got {dc.engine!r}")
-        need(dc.zero_stage in (0, 1, 2, 3), "distributed.zero_stage", f"must be 0, 1, 2 or 3, got {dc.zero_stage}")
-        need(dc.hsdp_replicas > 0, "distributed.hsdp_replicas", "must be positive")
-        need(dc.activation_checkpointing in ("none", "full", "every_k"), "distributed.activation_checkpointing",
-             f"must be none, full or every_k, got {dc.activation_checkpointing!r}")
-        need(dc.checkpoint_every > 0, "distributed.checkpoint_every", "must be positive")
-        need(dc.collective_timeout_s > 0, "distributed.collective_timeout_s", "must be positive")
-        if dc.micro_batch_size is not None:
-            need(dc.micro_batch_size > 0 and d.batch_size % dc.micro_batch_size == 0, "distributed.micro_batch_size",
-                 f"must divide data.batch_size={d.batch_size}, got {dc.micro_batch_size}")
+        run_problems(need, self.logging, self.distributed, self.data.batch_size)
+
+
+def run_problems(need, logging, distributed, batch_size: int):
+    """The rules of our `logging:` and `distributed:` sections, shared by every pretraining root."""
+    need(logging.log_freq > 0, "logging.log_freq", f"must be positive, got {logging.log_freq}")
+    need(logging.keep_latest > 0, "logging.keep_latest", f"must be positive, got {logging.keep_latest}")
+    dc = distributed
+    need(dc.engine in ("auto", "single", "ddp", "fsdp", "deepspeed"), "distributed.engine",
+         f"must be auto, single, ddp, fsdp or deepspeed, got {dc.engine!r}")
+    need(dc.zero_stage in (0, 1, 2, 3), "distributed.zero_stage", f"must be 0, 1, 2 or 3, got {dc.zero_stage}")
+    need(dc.hsdp_replicas > 0, "distributed.hsdp_replicas", "must be positive")
+    need(dc.activation_checkpointing in ("none", "full", "every_k"), "distributed.activation_checkpointing",
+         f"must be none, full or every_k, got {dc.activation_checkpointing!r}")
+    need(dc.checkpoint_every > 0, "distributed.checkpoint_every", "must be positive")
+    need(dc.collective_timeout_s > 0, "distributed.collective_timeout_s", "must be positive")
+    if dc.micro_batch_size is not None:
+        need(dc.micro_batch_size > 0 and batch_size % dc.micro_batch_size == 0, "distributed.micro_batch_size",
+             f"must divide data.batch_size={batch_size}, got {dc.micro_batch_size}")

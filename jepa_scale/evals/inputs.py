@@ -86,6 +86,8 @@ def batches_per_epoch(n: int, world: int, batch_size: int) -> int:
 def encode(encoder, spec, clips: list[list[torch.Tensor]]) -> list[torch.Tensor]:
     """The probe's inputs of a batch: one [B, N, D] token tensor per output (view, or view x segment)."""
     if spec.modality == "image":
+        if spec.frames_per_clip == 1:  # an image backbone (2-D patches): the images as they are
+            return [encoder(v) for v in clips[0]]
         return [encoder(image_as_video(v, spec.frames_per_clip)) for v in clips[0]]
     return encode_clips(encoder, clips, spec.attend_across_segments, spec.encoder_cfg.data.tubelet_size)
 
@@ -93,7 +95,7 @@ def encode(encoder, spec, clips: list[list[torch.Tensor]]) -> list[torch.Tensor]
 def output_shape(spec, encoder, split: str) -> tuple[int, int, int]:
     """(outputs, tokens, dim) of one sample's features, as `encode` returns them."""
     p = spec.encoder_cfg.data
-    per_clip = (spec.frames_per_clip // p.tubelet_size) * (spec.resolution // p.patch_size) ** 2
+    per_clip = max(1, spec.frames_per_clip // p.tubelet_size) * (spec.resolution // p.patch_size) ** 2
     views = spec.num_views if split == "val" else 1
     if spec.modality == "image":
         return views, per_clip, encoder.embed_dim

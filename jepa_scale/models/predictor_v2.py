@@ -63,6 +63,13 @@ class PredictorV2(BlockStack, nn.Module):
     def _units(self):
         return self.predictor_blocks
 
+    def freeze_mask_tokens_from(self, used: int):
+        """Only tokens 0..used-1 (one per frames-per-clip group) ever predict; the rest exist for the checkpoint
+        layout. Frozen, they stay in the state dict and the optimizer's groups, and every engine reduces only the
+        gradients a step produces."""
+        for token in self.mask_tokens[used:]:
+            token.requires_grad_(False)
+
     io_flops = Predictor.io_flops  # the same two projections as V1's
 
     def forward(self, z, masks_ctx, masks_tgt, mask_index: int | Sequence[int] = 0, grid=None):

@@ -53,11 +53,8 @@ class VJEPA2(VJEPA):
         torch.manual_seed(self.cfg.meta.seed)
         encoder = build_backbone(self.cfg)  # built for max(dataset_fpcs) frames
         predictor = build_predictor_v2(self.cfg, encoder, self.cfg.model.num_mask_tokens)
-        # Only the first len(groups) mask tokens are ever used (the rest exist for the checkpoint layout); the
-        # official trainer lets DDP search for them every step (find_unused_parameters). Frozen, they stay listed
-        # in the optimizer and the files, and every engine reduces only what a step produces.
-        for token in predictor.mask_tokens[len(self.groups):]:
-            token.requires_grad_(False)
+        # the official trainer lets DDP search for the unused tokens every step (find_unused_parameters)
+        predictor.freeze_mask_tokens_from(len(self.groups))
         target = copy.deepcopy(encoder)  # V2 keeps the model classes' init (V1 re-initialised here)
         return ModelSet({"encoder": encoder, "predictor": predictor}, {"target_encoder": target},
                         [("target_encoder", "encoder")])
