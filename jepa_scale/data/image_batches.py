@@ -23,7 +23,7 @@ from jepa_scale.data.augment import crop_params, normalize
 from jepa_scale.data.batch import Batch
 from jepa_scale.data.csv_source import DataError
 from jepa_scale.data.image_folder import ImageError, ImageRecord, decode_image, scan_image_folder
-from jepa_scale.data.sample_order import SampleOrder
+from jepa_scale.data.sample_order import MicroBatchSlices
 from jepa_scale.data.seeds import draw_masks, sample_rng
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def ijepa_crop(image: torch.Tensor, crop_size: int, scale, rng: np.random.Genera
     return normalize(x[0])
 
 
-class ImageBatches(torch.utils.data.Dataset):
+class ImageBatches(MicroBatchSlices, torch.utils.data.Dataset):
     """Map-style: item j is micro-batch `micro_index` of global batch j (use with `batch_size=None`), a Batch with
     inputs {"image": [B, 3, crop, crop]}, labels (the ImageFolder classes, unused by pretraining) and masks
     {"image": Masks(context=[nenc x [B, K_ctx]], target=[npred x [B, K_tgt]])}."""
@@ -66,22 +66,9 @@ class ImageBatches(torch.utils.data.Dataset):
         d = cfg.data
         self.records, self.seed = records, seed
         self.crop_size, self.scale = d.crop_size, tuple(d.crop_scale)
-        self.batch_size, self.micro_index, self.num_micro = d.batch_size, micro_index, num_micro
-        self.global_batch = d.batch_size * num_micro
-        self.order = SampleOrder([len(records)], self.global_batch, seed)
-        self.batches_per_epoch = self.order.batches_per_epoch
-        if self.batches_per_epoch == 0:
-            raise DataError(f"{len(records)} images cannot fill one global batch of {self.global_batch} "
-                            f"(data.batch_size={d.batch_size} x {num_micro} micro-batches)")
+        self._slice([len(records)], d.batch_size, micro_index, num_micro, seed, what="images")
         self.max_consecutive_failures = d.max_consecutive_failures  # read by the stream that gives up
         self.mask_fns = mask_fns or {}
-
-    def __len__(self):  # nominal; the stream is indexed by an unbounded batch counter
-        return self.batches_per_epoch
-
-    def sample_ids(self, j: int) -> list[int]:
-        start = self.micro_index * self.batch_size
-        return self.order.batch(j)[start:start + self.batch_size].tolist()
 
     def __getitem__(self, j: int) -> Batch:
         images, labels, skipped = [], [], []

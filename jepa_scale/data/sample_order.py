@@ -9,6 +9,8 @@ import functools
 
 import numpy as np
 
+from jepa_scale.data.csv_source import DataError
+
 # generator namespaces, so that no two kinds of draw share a seed
 _PER_DATASET, _EPOCH_MIX, _RESAMPLED = 0, 1, 2
 
@@ -51,3 +53,25 @@ class SampleOrder:
             return np.array([self.offsets[d] + rng.integers(self.sizes[d]) for d in which])
         epoch, k = divmod(j, self.batches_per_epoch)
         return self._epoch(epoch)[k * self.global_batch:(k + 1) * self.global_batch]
+
+
+class MicroBatchSlices:
+    """Map-style datasets whose item j is micro-batch `micro_index` of global batch j of a SampleOrder (use with
+    `batch_size=None`): the slicing every pretraining stream shares."""
+
+    def _slice(self, sizes: list[int], batch_size: int, micro_index: int, num_micro: int, seed: int,
+               weights=None, mode: str = "epoch", what: str = "samples"):
+        self.batch_size, self.micro_index, self.num_micro = batch_size, micro_index, num_micro
+        self.global_batch = batch_size * num_micro
+        self.order = SampleOrder(sizes, self.global_batch, seed, weights, mode)
+        self.batches_per_epoch = self.order.batches_per_epoch
+        if self.batches_per_epoch == 0:
+            raise DataError(f"{sum(sizes)} {what} cannot fill one global batch of {self.global_batch} "
+                            f"(data.batch_size={batch_size} x {num_micro} micro-batches)")
+
+    def __len__(self):  # nominal; the stream is indexed by an unbounded batch counter
+        return self.batches_per_epoch
+
+    def sample_ids(self, j: int) -> list[int]:
+        start = self.micro_index * self.batch_size
+        return self.order.batch(j)[start:start + self.batch_size].tolist()

@@ -26,7 +26,7 @@ from jepa_scale.data.augment import augment_clip
 from jepa_scale.data.batch import Batch, video_key
 from jepa_scale.data.csv_source import DataError, VideoRecord
 from jepa_scale.data.pyav_decoder import PyAVDecoder, VideoError
-from jepa_scale.data.sample_order import SampleOrder
+from jepa_scale.data.sample_order import MicroBatchSlices
 from jepa_scale.data.sampling import clip_indices
 from jepa_scale.data.seeds import draw_masks, sample_rng
 
@@ -78,7 +78,7 @@ class ClipLoader:
         return views[0] if len(views) == 1 else torch.stack(views)
 
 
-class VideoBatches(torch.utils.data.Dataset):
+class VideoBatches(MicroBatchSlices, torch.utils.data.Dataset):
     """Map-style: item j is micro-batch `micro_index` of global batch j. Use with `batch_size=None`."""
 
     def __init__(self, datasets: list[list[VideoRecord]], cfg, seed: int, micro_index: int = 0, num_micro: int = 1,
@@ -96,23 +96,11 @@ class VideoBatches(torch.utils.data.Dataset):
         # frames per clip of each record (records are the datasets concatenated)
         self.record_frames = np.repeat(np.asarray(fpcs, dtype=np.int64), [len(ds) for ds in datasets])
         self.seed = seed
-        self.batch_size, self.micro_index, self.num_micro = d.batch_size, micro_index, num_micro
-        self.global_batch = d.batch_size * num_micro
-        self.order = SampleOrder([len(ds) for ds in datasets], self.global_batch, seed, weights, d.sampling)
-        self.batches_per_epoch = self.order.batches_per_epoch
-        if self.batches_per_epoch == 0:
-            raise DataError(f"{len(self.records)} videos cannot fill one global batch of {self.global_batch} "
-                            f"(data.batch_size={d.batch_size} x {num_micro} micro-batches)")
+        self._slice([len(ds) for ds in datasets], d.batch_size, micro_index, num_micro, seed, weights, d.sampling,
+                    "videos")
         self.clip_loader = ClipLoader(d, cfg.data_aug, decoder)
         self.max_consecutive_failures = d.max_consecutive_failures  # read by the stream that gives up
         self.mask_fns = mask_fns or {}  # modality -> mask function, injected by the recipe (none for a probe)
-
-    def __len__(self):  # nominal; the stream is indexed by an unbounded batch counter
-        return self.batches_per_epoch
-
-    def sample_ids(self, j: int) -> list[int]:
-        start = self.micro_index * self.batch_size
-        return self.order.batch(j)[start:start + self.batch_size].tolist()
 
     def __getitem__(self, j: int) -> Batch:
         groups = {key: ([], []) for key in self.keys.values()}  # key -> (clips, labels), in group order
