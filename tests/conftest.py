@@ -134,15 +134,3 @@ def ijepa_images(tmp_path_factory):
     tool.write_shape_images(root, per_class=4, height=80, width=104, seed=3)
     return root
 
-
-SLURM_FILES = ("test_slurm", "test_eval_launch")  # they share the one-node SLURM, started per module
-
-
-def pytest_collection_modifyitems(config, items):
-    """Under `-n 2 --dist loadgroup` (the slow half of make test) each test file runs on one worker, so its module
-    fixtures (reference runs, a SLURM cluster) are made once, and the files that use the one-node SLURM run one
-    after the other on the same worker (one of them stopping it while the other runs jobs would fail both)."""
-    for item in items:
-        if not any(m.name == "xdist_group" for m in item.iter_markers()):
-            name = item.module.__name__.rsplit(".", 1)[-1]
-            item.add_marker(pytest.mark.xdist_group("slurm" if name in SLURM_FILES else name))

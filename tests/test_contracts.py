@@ -21,6 +21,9 @@ TINY = {"vjepa": (lambda data, folder, backbone: tiny_raw(data["video"], folder,
         "ijepa": (lambda data, folder, backbone: tiny_ijepa_raw(data["image"], folder, meta={"model_name": backbone}),
                   "meta")}
 CASES = [(r, b) for r in RECIPES.names() for b in BACKBONES.names()]
+# the training step per recipe on one backbone of each MLP ratio (4, 48/11): with the tiny sizes set, that is all
+# the presets still change (every case above builds, shards and counts FLOPs)
+TRAINED = [(r, b) for r, b in CASES if b in ("vit_tiny", "vit_giant_xformers")]
 
 
 def test_every_recipe_has_a_tiny_config():
@@ -55,7 +58,7 @@ def test_config_root_and_model_set(build, recipe, backbone):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe,backbone", CASES)
+@pytest.mark.parametrize("recipe,backbone", TRAINED)
 def test_one_step_trains_and_the_official_layout_round_trips(build, tmp_path, recipe, backbone):
     cfg = build(recipe, backbone, optimization={"max_steps": 1}, logging={"tensorboard": False})
     trainer = Trainer(cfg)

@@ -2,7 +2,7 @@
 end with the losses of an uninterrupted run, no temporaries, and no more checkpoints than retention keeps.
 
 Checkpoints are written every step, so many kills land inside a checkpoint write. JEPA_TORTURE_KILLS sets the
-number of kills per engine (default 3: the suite's time budget)."""
+number of kills per engine (default 2: the suite's time budget)."""
 import csv
 import os
 import random
@@ -18,7 +18,7 @@ from jepa_scale.launch.local import local_command
 from tests.conftest import ROOT, tiny_raw
 
 pytestmark = pytest.mark.slow
-KILLS = int(os.environ.get("JEPA_TORTURE_KILLS", "3"))
+KILLS = int(os.environ.get("JEPA_TORTURE_KILLS", "2"))
 # engine -> (processes, settings, steps per kill: each attempt trains that many steps, about, before its kill;
 # one process steps fastest)
 ENGINES = {"single": (1, [], 16), "fsdp": (2, ["distributed.engine=fsdp"], 8),

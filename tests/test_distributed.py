@@ -99,7 +99,7 @@ def test_sharded_engines_reproduce_ddp_and_its_ema_target(raw, ddp_run, tmp_path
         assert torch.allclose(ours[k], ddp_t[k], rtol=1e-4, atol=1e-6), k
 
 
-@pytest.mark.parametrize("stage", [1, 2, 3])
+@pytest.mark.parametrize("stage", [2, 3])  # stage 1 keeps stage 2's checkpoint format (optimizer partitions)
 def test_deepspeed_resumes_with_the_same_losses(raw, ddp_run, tmp_path, stage):
     pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (make test installs it)")
     common = ("data.batch_size=2", "distributed.engine=deepspeed", f"distributed.zero_stage={stage}")

@@ -404,7 +404,7 @@ def tiny_script(tmp_path: Path, video_csv, name: str, mode: str, steps: int) -> 
     return gen.write_script(o, tmp_path / f"{name}.sh"), run, out
 
 
-STEPS = 80  # 20-40 s of training on two CPU ranks here (0.2-0.4 s a step with a checkpoint every 2)
+STEPS = 48  # 10-20 s of training on two CPU ranks here (0.2-0.4 s a step with a checkpoint every 2)
 
 
 @pytest.fixture(scope="module")
