@@ -11,8 +11,9 @@ the CSVs' sha256 and the options that change the output in <out>/make_shards.jso
 contents or options is refused (exit code 2), as is a folder that is not empty and holds no such record.
 
 Images: one ImageFolder split (a subfolder of images per class) -> image shards, the files' bytes unchanged, with
-classes.json and manifest.json (kept images, failed files). --out must be new or empty; only --shard-size-mb and
---workers apply.
+classes.json and manifest.json (kept images, failed files: together, every file scanned). --out follows the same
+rules as for videos (the folder's listing, sha256 of its sorted relative paths and sizes, is recorded instead of
+CSVs', and a rerun continues an interrupted run); only --shard-size-mb and --workers apply.
 
     python data_tools/make_shards.py --images /data/imagenet/train --out /data/imagenet_shards/train
 """

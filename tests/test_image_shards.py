@@ -237,6 +237,7 @@ def test_cli_resumes_and_reports(root, tmp_path):
     assert again.stdout == r.stdout and len(read_image_shards(out)[0]) == 8
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_then_the_same_command_completes_it(tmp_path):
     root = tmp_path / "train"
     write_images(root, per_class=60, side=40)  # ~5 kB a PNG: a shard an image, 120 shards

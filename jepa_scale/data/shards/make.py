@@ -107,20 +107,36 @@ def _read_state(path: Path) -> dict:
     return state
 
 
+# a state's inputs: its key -> (the key of each entry's source, the flag that gives them, what they are)
+INPUTS = {"csvs": ("csv", "--csv", "CSV"), "images": ("images", "--images", "image folder")}
+
+
+def _inputs(state: dict) -> str:
+    """The key of `state`'s inputs: `csvs` (video runs) or `images` (make_image_shards runs)."""
+    return "images" if "images" in state else "csvs"
+
+
 def _check_same_run(out: Path, first: dict, now: dict):
     diffs = _differences(first, now)
     if diffs:
+        what = "CSV files" if _inputs(now) == "csvs" else "image folder"
         raise DataError(f"--out {out} holds a run made from other inputs: {'; '.join(diffs)}; to continue it, "
-                        f"rerun the command that created it on the same CSV files; otherwise use a new --out")
+                        f"rerun the command that created it on the same {what}; otherwise use a new --out")
 
 
 def _differences(first: dict, now: dict) -> list[str]:
     if first["make_shards"] != now["make_shards"]:
         return [f"{STATE}: version {first['make_shards']}, this make_shards writes version {now['make_shards']}"]
-    was, became = first.get("csvs", []), now["csvs"]
+    key, key_was = _inputs(now), _inputs(first)
+    src, flag, what = INPUTS[key]
+    was, became = first.get(key_was, []), now[key]
+    if key_was != key:  # a video run continued with --images, or the other way round
+        old_src, old_flag, _ = INPUTS[key_was]
+        return [f"first run {old_flag} {' '.join(c[old_src] for c in was)}, "
+                f"this run {flag} {' '.join(c[src] for c in became)}"]
     if [c["name"] for c in was] != [c["name"] for c in became]:
-        return [f"--csv: first run {' '.join(c['csv'] for c in was)}, this run {' '.join(c['csv'] for c in became)}"]
-    diffs = [f"{b['csv']}: CSV changed since the first run (sha256 {a['sha256'][:16]}... then, "
+        return [f"{flag}: first run {' '.join(c[src] for c in was)}, this run {' '.join(c[src] for c in became)}"]
+    diffs = [f"{b[src]}: {what} changed since the first run (sha256 {a['sha256'][:16]}... then, "
              f"{b['sha256'][:16]}... now)" for a, b in zip(was, became) if a["sha256"] != b["sha256"]]
     old, new = first.get("options", {}), now["options"]
     for key in list(new) + [k for k in old if k not in new]:  # in the command line's order
@@ -144,9 +160,10 @@ def _shown(key: str, value) -> str:
     return " ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
-def _remove_own_temporaries(out: Path, names: list[str]):
-    """Files an interrupted run of ours left half-written: only names our writers use, never a user's `*.tmp`."""
-    ours = {temp_name(STATE), temp_name(MANIFEST)}
+def _remove_own_temporaries(out: Path, names: list[str], also: tuple[str, ...] = ()):
+    """Files an interrupted run of ours left half-written: only names our writers use, never a user's `*.tmp`.
+    `also`: other files the run writes atomically."""
+    ours = {temp_name(STATE), temp_name(MANIFEST), *map(temp_name, also)}
     for p in out.iterdir():
         if p.name in ours or is_shard_temp(p.name, names):
             p.unlink()
@@ -164,6 +181,12 @@ def _open_journal(out: Path):
     return open(path, "a", buffering=1)
 
 
+def read_journal(out: Path) -> list[dict]:
+    """The failure journal's rows, in the order they were recorded."""
+    path = out / FAILURES
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
 def _work(job_opts):
     job, opts = job_opts
     try:
@@ -175,14 +198,15 @@ def _work(job_opts):
         return job, None, None, f"unexpected {type(e).__name__}: {e}"
 
 
-def _done_rows(out: Path, name: str) -> tuple[set[int], int]:
-    """Rows of dataset `name` already in finished shards or in the failure journal; and the next shard index."""
+def _done_rows(out: Path, name: str, field: str = "line") -> tuple[set, int]:
+    """Rows of dataset `name` already in finished shards or in the failure journal, by their `field` (the CSV
+    line; for images, the path); and the next shard index."""
     rows, shards = set(), shard_files(out, name)
     for tar in shards:
-        rows |= {s["line"] for s in json.loads(tar.with_suffix(".json").read_text())["samples"]}
+        rows |= {s[field] for s in json.loads(tar.with_suffix(".json").read_text())["samples"]}
     journal = out / FAILURES
     if journal.exists():
-        rows |= {f["line"] for f in map(json.loads, journal.read_text().splitlines()) if f["dataset"] == name}
+        rows |= {f[field] for f in map(json.loads, journal.read_text().splitlines()) if f["dataset"] == name}
     # after the highest index, not the count: a shard deleted by hand must not make us overwrite a later one
     return rows, shard_index(shards[-1]) + 1 if shards else 0
 
@@ -257,7 +281,7 @@ def _run_jobs(jobs, opts, writer, journal, workers, progress, desc) -> int:
 
 def build_manifest(out: Path, names: list[str], csvs: list[str], weights, opts: TranscodeOptions,
                    state: dict | None = None) -> dict:
-    failures = [json.loads(x) for x in (out / FAILURES).read_text().splitlines()] if (out / FAILURES).exists() else []
+    failures = read_journal(out)
     datasets, classes, all_shards = [], collections.Counter(), []
     for i, (name, csv) in enumerate(zip(names, csvs)):
         shards = [p.name for p in shard_files(out, name)]
