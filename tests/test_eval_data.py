@@ -359,7 +359,7 @@ def test_image_shards_round_trip(image_root, tmp_path):
     assert image_records(tmp_path / "sh")[0] == records and len(image_records(root)[0]) == 6
     ds = LabelledImages(records, image_views, seed=0)
     assert ds[4][1] == 1 and ds[4][3] == []
-    with pytest.raises(DataError, match="not a new or empty folder"):
+    with pytest.raises(DataError, match="holds a run made from other inputs: --shard-size-mb"):
         make_image_shards(str(root), str(tmp_path / "sh"), progress=False)
 
 
@@ -370,7 +370,7 @@ def test_images_cli(image_root, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "5 images of 2 classes" in r.stdout and "1 failures" in r.stdout and "b_cat/bad.png" in r.stdout
     assert len(read_image_shards(tmp_path / "o")[0]) == 5
-    again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    assert again.returncode == 2 and "not a new or empty folder" in again.stderr
+    again = subprocess.run(cmd + ["--shard-size-mb", "1"], capture_output=True, text=True, cwd=ROOT)
+    assert again.returncode == 2 and "holds a run made from other inputs" in again.stderr
     both = subprocess.run(cmd + ["--fps", "5"], capture_output=True, text=True, cwd=ROOT)
     assert both.returncode == 2 and "--fps" in both.stderr
