@@ -170,8 +170,9 @@ def main(argv=None) -> int:
         return 2
     _, sizes = model_sizes(RECIPES.get(cfg.recipe)(cfg))
     d = cfg.data
+    shape, unit = (f"{d.num_frames}x{d.crop_size}px", "clips") if d.num_frames > 1 else (f"{d.crop_size}px", "images")
     print(f"{a.config}: {cfg.recipe} {cfg.model.model_name}, {sizes.trainable / 1e6:.1f}M trained + "
-          f"{sizes.frozen / 1e6:.1f}M frozen parameters, {d.num_frames}x{d.crop_size}px, {d.batch_size} clips per GPU, "
+          f"{sizes.frozen / 1e6:.1f}M frozen parameters, {shape}, {d.batch_size} {unit} per GPU, "
           f"{a.gpus} GPUs of {a.gpu_mem_gb:g} GB; GiB per GPU:")
     print(format_table(plan(cfg, a.gpus), a.gpu_mem_gb))
     return 0
