@@ -212,6 +212,10 @@ class ModelConfig:
     use_pred_silu: bool = False  # V2 key: SwiGLU predictor MLP
     wide_silu: bool = True  # V2 key: SwiGLU hidden width 2/3 of the GELU MLP's, rounded up to a multiple of 8
     attention: str = "sdpa"  # ours: sdpa | math | xformers (use_sdpa: false means math)
+    # ours, VideoMamba backbones: videomamba (upstream's order, which zeroes the dt bias) | mamba (Mamba's dt init)
+    mamba_dt_init: str = "videomamba"
+    mamba_divide_out: bool = False  # ours: halve the sum of the two scan directions
+    drop_path: float = 0.0  # ours: stochastic depth, VideoMamba backbones only
 
 
 @dataclass
@@ -357,6 +361,16 @@ class PretrainConfig:
              f"must be one of {', '.join(VARIANTS)}, got {m.rope_variant!r}")
         need(m.attention in ("sdpa", "math", "xformers"), "model.attention",
              f"must be sdpa, math or xformers, got {m.attention!r}")
+        need(m.mamba_dt_init in ("videomamba", "mamba"), "model.mamba_dt_init",
+             f"must be videomamba or mamba, got {m.mamba_dt_init!r}")
+        need(0 <= m.drop_path < 1, "model.drop_path", f"must be in [0, 1), got {m.drop_path}")
+        from jepa_scale.models.videomamba import MAMBA_PRESETS
+
+        mamba = m.model_name in MAMBA_PRESETS
+        for key, default in (("drop_path", 0.0), ("mamba_dt_init", "videomamba"), ("mamba_divide_out", False)):
+            need(mamba or getattr(m, key) == default, f"model.{key}",
+                 f"applies to VideoMamba backbones only, not {m.model_name!r}")
+        need(not (mamba and m.use_rope), "model.use_rope", "VideoMamba uses its fixed sin-cos table, not RoPE")
         need(o.lr_schedule in ("cosine", "constant", "linear"), "optimization.lr_schedule",
              f"must be cosine, constant or linear, got {o.lr_schedule!r}")
         need(len(o.ema) == 2 and 0 <= o.ema[0] <= o.ema[1] <= 1, "optimization.ema",

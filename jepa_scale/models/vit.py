@@ -196,16 +196,15 @@ def rescale_blocks(blocks: nn.ModuleList, start: int = 1):
             blk.mlp.fc2.weight.div_(math.sqrt(2.0 * i))
 
 
-class VisionTransformer(BlockStack, nn.Module):
-    def __init__(self, img_size=224, patch_size=16, num_frames=16, tubelet_size=2, embed_dim=768, depth=12,
-                 num_heads=12, mlp_ratio=4.0, uniform_power=False, attention="sdpa", init_std=0.02, use_rope=False,
-                 rope_variant="official", swiglu: bool | None = None):
-        super().__init__()
+class PatchInput:
+    """Tubelet (or 2-D patch) tokens with a fixed sin-cos table (or none, under RoPE) and the protocol's forward:
+    the input side every video backbone shares. `init_patch_input` sets the attributes it reads."""
+
+    def init_patch_input(self, img_size, patch_size, num_frames, tubelet_size, embed_dim, uniform_power, use_rope):
         self.img_size, self.patch_size = img_size, patch_size
         self.num_frames, self.tubelet_size = num_frames, tubelet_size
         self.is_video = num_frames > 1
         self.embed_dim = self.num_features = self.width = embed_dim
-        self.num_heads = num_heads
         self.uniform_power, self.use_rope = uniform_power, use_rope
         self.patch_embed = PatchEmbed(patch_size, tubelet_size, embed_dim, self.is_video)
         self.grid_size, self.grid_depth = img_size // patch_size, num_frames // tubelet_size
@@ -213,13 +212,6 @@ class VisionTransformer(BlockStack, nn.Module):
         # a frozen Parameter, not a buffer, so the state dict matches the official layout; V2 (RoPE) has none
         self.pos_embed = None if use_rope else nn.Parameter(torch.zeros(1, self.num_patches, embed_dim),
                                                             requires_grad=False)
-        rope = rope_variant if use_rope else None
-        self.blocks = nn.ModuleList([Block(embed_dim, num_heads, mlp_ratio, attention, rope=rope, swiglu=swiglu)
-                                     for _ in range(depth)])
-        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
-        init_vit_weights(self, init_std)
-        rescale_blocks(self.blocks)
-        self.reset_pos_embed()
 
     def reset_pos_embed(self):
         if self.pos_embed is None:
@@ -229,9 +221,6 @@ class VisionTransformer(BlockStack, nn.Module):
                  else sincos_2d(d, self.grid_size))
         with torch.no_grad():
             self.pos_embed.copy_(table.unsqueeze(0))
-
-    def _units(self):
-        return self.blocks
 
     def embed_flops(self) -> float:
         # from the layer's shape attributes, not its weight: ZeRO-3 leaves empty partitions in place of weights
@@ -268,15 +257,7 @@ class VisionTransformer(BlockStack, nn.Module):
         return T, x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
 
     def encode_tokens(self, tokens: torch.Tensor, ids: torch.Tensor | None = None, grid=None) -> torch.Tensor:
-        """Blocks and norm. With RoPE, `ids` [B, K] are the tokens' flat indices in `grid` (None: all, in order)."""
-        pos = ()
-        if self.use_rope:
-            if ids is None:
-                ids = torch.arange(tokens.size(1), device=tokens.device).unsqueeze(0)
-            pos = (grid_positions(ids, grid),)
-        for blk in self.blocks:
-            tokens = blk(tokens, *pos)
-        return self.norm(tokens)
+        raise NotImplementedError
 
     def forward(self, x: torch.Tensor, masks: torch.Tensor | list[torch.Tensor] | None = None):
         """masks None -> [B, N, D]; LongTensor [B, K] -> [B, K, D]; a list of them -> a list, one per mask,
@@ -287,6 +268,36 @@ class VisionTransformer(BlockStack, nn.Module):
         if isinstance(masks, torch.Tensor):
             return self.encode_tokens(gather_tokens(tokens, masks), masks, grid)
         return [self.encode_tokens(gather_tokens(tokens, m), m, grid) for m in masks]
+
+
+class VisionTransformer(BlockStack, PatchInput, nn.Module):
+    def __init__(self, img_size=224, patch_size=16, num_frames=16, tubelet_size=2, embed_dim=768, depth=12,
+                 num_heads=12, mlp_ratio=4.0, uniform_power=False, attention="sdpa", init_std=0.02, use_rope=False,
+                 rope_variant="official", swiglu: bool | None = None):
+        super().__init__()
+        self.init_patch_input(img_size, patch_size, num_frames, tubelet_size, embed_dim, uniform_power, use_rope)
+        self.num_heads = num_heads
+        rope = rope_variant if use_rope else None
+        self.blocks = nn.ModuleList([Block(embed_dim, num_heads, mlp_ratio, attention, rope=rope, swiglu=swiglu)
+                                     for _ in range(depth)])
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        init_vit_weights(self, init_std)
+        rescale_blocks(self.blocks)
+        self.reset_pos_embed()
+
+    def _units(self):
+        return self.blocks
+
+    def encode_tokens(self, tokens: torch.Tensor, ids: torch.Tensor | None = None, grid=None) -> torch.Tensor:
+        """Blocks and norm. With RoPE, `ids` [B, K] are the tokens' flat indices in `grid` (None: all, in order)."""
+        pos = ()
+        if self.use_rope:
+            if ids is None:
+                ids = torch.arange(tokens.size(1), device=tokens.device).unsqueeze(0)
+            pos = (grid_positions(ids, grid),)
+        for blk in self.blocks:
+            tokens = blk(tokens, *pos)
+        return self.norm(tokens)
 
 
 def swiglu_option(use_silu: bool, wide_silu: bool) -> bool | None:

@@ -13,6 +13,7 @@ from jepa_scale.data.sources import open_streams
 from jepa_scale.distributed.model_set import ModelSet
 from jepa_scale.masks import MultiBlockMasks
 from jepa_scale.models import build_backbone, build_predictor
+from jepa_scale.models.videomamba import VideoMamba
 from jepa_scale.models.vit import init_vit_weights
 from jepa_scale.monitor.flops import jepa_step
 from jepa_scale.optim import make_adamw
@@ -21,10 +22,12 @@ from jepa_scale.recipes.objective import jepa_loss, predict, std_regulariser, ta
 
 
 def reinit_like_v1_train(*modules: nn.Module, std: float = 0.02):
-    """V1's train script re-initialises every Linear (trunc-normal, std 0.02) and LayerNorm after building the
-    models, undoing the per-block rescale (convolutions and mask tokens keep their model-class init)."""
+    """V1's train script re-initialises every Linear (trunc-normal, std 0.02) and LayerNorm of its ViTs after
+    building the models, undoing the per-block rescale (convolutions and mask tokens keep their model-class init).
+    Other backbones (VideoMamba) keep their own init, whose order is part of their design."""
     for module in modules:
-        init_vit_weights(module, std, convs=False)
+        if not isinstance(module, VideoMamba):
+            init_vit_weights(module, std, convs=False)
 
 
 def _decays(name: str, p: torch.Tensor) -> bool:
