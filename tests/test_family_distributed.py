@@ -1,8 +1,8 @@
-"""The JEPA family on the sharded engines: a tiny V-JEPA 2 and a tiny I-JEPA train on 2 gloo ranks under FSDP2 and
+"""The JEPA family on the sharded engines: a tiny V-JEPA 2, a tiny I-JEPA and a tiny VideoMamba-JEPA train on 2 gloo ranks under FSDP2 and
 DeepSpeed ZeRO-3 with DDP's losses, as V-JEPA 1 does (tests/test_distributed.py)."""
 import pytest
 
-from tests.conftest import tiny_ijepa_raw, tiny_v2_raw
+from tests.conftest import tiny_ijepa_raw, tiny_raw, tiny_v2_raw
 from tests.test_distributed import TORCHRUN, launch, losses
 
 pytestmark = pytest.mark.slow
@@ -10,7 +10,10 @@ pytestmark = pytest.mark.slow
 RAW = {"vjepa2": lambda csv, images, folder: tiny_v2_raw(csv, folder, data={"batch_size": 4},
                                                          optimization={"max_steps": 4, "ipe": 8}),
        "ijepa": lambda csv, images, folder: tiny_ijepa_raw(images, folder, data={"batch_size": 4},
-                                                           optimization={"max_steps": 4, "ipe": 8})}
+                                                           optimization={"max_steps": 4, "ipe": 8}),
+       "videomamba": lambda csv, images, folder: tiny_raw(csv, folder, data={"batch_size": 4},
+                                                          model={"model_name": "videomamba_tiny", "depth": 2},
+                                                          optimization={"max_steps": 4, "ipe": 8})}
 
 
 @pytest.fixture(scope="module", params=sorted(RAW))

@@ -32,6 +32,15 @@ MAMBA_PRESETS = {
 }
 
 
+class DtProj(nn.Linear):
+    """dt_proj: its weight product without the bias, and the bias in float32 for the scan to add inside its
+    softplus, as the official inner function does. Both come out of this module's own forward so that ZeRO-3,
+    which gathers a module's parameters around its forward, has them gathered."""
+
+    def forward(self, x):
+        return F.linear(x, self.weight), self.bias.float().clone()
+
+
 class BiMambaMixer(nn.Module):
     """Mamba's mixer scanning both ways: shared in/out projections, and per direction its own causal depthwise conv,
     x_proj, dt_proj, A_log and D (the `_b` parameters scan the reversed sequence). The two directions are summed;
@@ -49,7 +58,7 @@ class BiMambaMixer(nn.Module):
         for sfx in ("", "_b"):
             setattr(self, "conv1d" + sfx, nn.Conv1d(E, E, d_conv, groups=E, padding=d_conv - 1, bias=True))
             setattr(self, "x_proj" + sfx, nn.Linear(E, R + 2 * N, bias=False))
-            setattr(self, "dt_proj" + sfx, nn.Linear(R, E, bias=True))
+            setattr(self, "dt_proj" + sfx, DtProj(R, E, bias=True))
         self.A_log = nn.Parameter(torch.empty(E, N))
         self.A_b_log = nn.Parameter(torch.empty(E, N))
         self.D = nn.Parameter(torch.empty(E))
@@ -80,9 +89,9 @@ class BiMambaMixer(nn.Module):
         L = x.size(-1)
         x = F.silu(conv(x)[..., :L])  # causal: left padding d_conv - 1, the first L outputs
         dt, B, C = x_proj(x.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = (dt @ dt_proj.weight.t()).transpose(1, 2)  # the bias goes in the scan, inside the softplus
-        return selective_scan(x, delta, -torch.exp(A_log.float()), B.transpose(1, 2), C.transpose(1, 2),
-                              D.float(), z, delta_bias=dt_proj.bias.float(), delta_softplus=True)
+        delta, delta_bias = dt_proj(dt)  # the bias goes in the scan, inside the softplus
+        return selective_scan(x, delta.transpose(1, 2), -torch.exp(A_log.float()), B.transpose(1, 2),
+                              C.transpose(1, 2), D.float(), z, delta_bias=delta_bias, delta_softplus=True)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """[B, L, D] -> [B, L, D]. Both x and z are reversed for the backward scan, so each token is gated by its
