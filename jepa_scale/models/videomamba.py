@@ -67,8 +67,18 @@ class BiMambaMixer(nn.Module):
         self.reset_ssm_parameters()
 
     def reset_ssm_parameters(self):
-        """Mamba's own init: dt_proj weight U(+-R^-1/2), its bias the inverse softplus of a log-uniform dt in
-        [dt_min, dt_max], A_log = log(1..N) per channel (S4D-real), D = 1."""
+        """Mamba's own init: the dt projections (`reset_dt`), A_log = log(1..N) per channel (S4D-real), D = 1."""
+        self.reset_dt()
+        with torch.no_grad():
+            a = torch.arange(1, self.d_state + 1, dtype=torch.float32).log().expand(self.d_inner, -1)
+            self.A_log.copy_(a)
+            self.A_b_log.copy_(a)
+            self.D.fill_(1.0)
+            self.D_b.fill_(1.0)
+
+    def reset_dt(self):
+        """Mamba's dt init: dt_proj weight U(+-R^-1/2), its bias the inverse softplus of a log-uniform dt in
+        [dt_min, dt_max] (floored at dt_floor)."""
         dt_min, dt_max, dt_floor = self.dt_range
         with torch.no_grad():
             for dt_proj in (self.dt_proj, self.dt_proj_b):
@@ -76,11 +86,6 @@ class BiMambaMixer(nn.Module):
                 dt = torch.exp(torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
                 dt = dt.clamp(min=dt_floor)
                 dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
-            a = torch.arange(1, self.d_state + 1, dtype=torch.float32).log().expand(self.d_inner, -1)
-            self.A_log.copy_(a)
-            self.A_b_log.copy_(a)
-            self.D.fill_(1.0)
-            self.D_b.fill_(1.0)
 
     def _direction(self, x, z, sfx: str):
         """One direction's conv, projections and scan on x, z [B, E, L] (already reversed for the backward one)."""
@@ -172,11 +177,7 @@ def init_videomamba_weights(model: nn.Module, depth: int, dt_init: str = "videom
             with torch.no_grad():
                 m.out_proj.weight.div_(math.sqrt(depth))
             if dt_init == "mamba":
-                A_log, A_b_log, D, D_b = (p.detach().clone() for p in (m.A_log, m.A_b_log, m.D, m.D_b))
-                m.reset_ssm_parameters()  # dt only: A and D were never touched by the Linear init
-                with torch.no_grad():
-                    for p, v in ((m.A_log, A_log), (m.A_b_log, A_b_log), (m.D, D), (m.D_b, D_b)):
-                        p.copy_(v)
+                m.reset_dt()  # A and D were never touched by the Linear init
 
 
 class VideoMamba(BlockStack, PatchInput, nn.Module):

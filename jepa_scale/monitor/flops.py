@@ -6,8 +6,10 @@ The models say what one forward costs (the `Backbone` / `Stack` protocol); this 
 combines them, so it serves every recipe with a context encoder, a predictor and an EMA target."""
 from __future__ import annotations
 
+import collections
+
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 
 def jepa_step(encoder, predictor, masks: list[tuple[int, int]], attention: bool = True, tokens: int | None = None
@@ -43,15 +45,14 @@ def counted_flops(fn) -> float:
         calls = ss._calls
     finally:
         ss._calls = None
-    return counter.get_total_flops() + sum(_scan_correction(*c) for c in calls)
+    # a model repeats a few scan shapes (every block, both directions): each is measured once
+    return counter.get_total_flops() + sum(n * _scan_correction(*c) for c, n in collections.Counter(calls).items())
 
 
 def _conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
                         _output_padding, _groups, output_mask, out_shape=None, **kwargs) -> int:
     """The input and weight gradients of a convolution cost one forward each. torch's own formula leaves groups
     out (its docstring says so) and counts a depthwise convolution's backward `groups` times too high."""
-    from torch.utils.flop_counter import conv_flop_count
-
     forward = conv_flop_count(list(x_shape), list(w_shape), list(grad_out_shape), transposed)
     return forward * (int(output_mask[0]) + int(output_mask[1]))
 
@@ -65,10 +66,10 @@ def _scan_correction(batch, E, N, L, with_z, with_D, grad) -> float:
 
     u, delta, z = (torch.zeros(batch, E, L, requires_grad=grad) for _ in range(3))
     A, B, C = (torch.zeros(*shape, requires_grad=grad) for shape in ((E, N), (batch, N, L), (batch, N, L)))
+    D = torch.zeros(E, requires_grad=grad) if with_D else None
     counter = FlopCounterMode(display=False)
     with counter, torch.set_grad_enabled(grad):
-        out = selective_scan(u, delta, A, B, C, torch.zeros(E, requires_grad=grad) if with_D else None, z if with_z else None,
-                             backend="torch")
+        out = selective_scan(u, delta, A, B, C, D, z if with_z else None, backend="torch")
         if grad:
             out.sum().backward()
     return (3 if grad else 1) * selective_scan_flops(batch, E, N, L, with_z, with_D) - counter.get_total_flops()

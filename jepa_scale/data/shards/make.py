@@ -204,9 +204,7 @@ def _done_rows(out: Path, name: str, field: str = "line") -> tuple[set, int]:
     rows, shards = set(), shard_files(out, name)
     for tar in shards:
         rows |= {s[field] for s in json.loads(tar.with_suffix(".json").read_text())["samples"]}
-    journal = out / FAILURES
-    if journal.exists():
-        rows |= {f[field] for f in map(json.loads, journal.read_text().splitlines()) if f["dataset"] == name}
+    rows |= {f[field] for f in read_journal(out) if f["dataset"] == name}
     # after the highest index, not the count: a shard deleted by hand must not make us overwrite a later one
     return rows, shard_index(shards[-1]) + 1 if shards else 0
 
