@@ -15,6 +15,13 @@ classes.json and manifest.json (kept images, failed files: together, every file 
 rules as for videos (the folder's listing, sha256 of its sorted relative paths and sizes, is recorded instead of
 CSVs', and a rerun continues an interrupted run); only --shard-size-mb and --workers apply.
 
+Audio (AV-JEPA): --audio keeps each video's sound as a `wav` member (16-bit PCM mono at --audio-rate, cut or padded
+to the video's duration, so sample round(i / fps * rate) is frame i's moment), with or without --copy. A video
+without an audio track is a failure ("no audio track"), or with --audio-missing silence gets a silent wav and is
+listed in manifest.json's `silent_audio`.
+
+    python data_tools/make_shards.py --csv k400.csv --out /data/k400_av --short-side 256 --audio --audio-rate 16000
+
     python data_tools/make_shards.py --images /data/imagenet/train --out /data/imagenet_shards/train
 """
 import argparse
@@ -22,7 +29,9 @@ import sys
 
 from jepa_scale.data.csv_source import DataError
 from jepa_scale.data.shards.make import make_shards
-from jepa_scale.data.shards.transcode import ENCODERS, TranscodeOptions
+from jepa_scale.data.shards.transcode import AUDIO_MISSING, ENCODERS, TranscodeOptions
+
+AUDIO_RATE = 16000  # --audio-rate's default: AudioSet's (and AudioMAE's) rate
 
 
 def main(argv=None) -> int:
@@ -41,17 +50,34 @@ def main(argv=None) -> int:
     p.add_argument("--no-fastdecode", action="store_true", help="do not tune x264/x265 for decoding speed")
     p.add_argument("--copy", action="store_true", help="keep the original bytes (checked to decode) instead")
     p.add_argument("--min-frames", type=int, default=16, help="videos with fewer frames are failures")
+    p.add_argument("--audio", action="store_true", help="also keep each video's sound: a wav member (16-bit PCM "
+                   "mono, the video's duration) per sample")
+    p.add_argument("--audio-rate", type=int, help=f"sample rate of the wav members, Hz (default {AUDIO_RATE}; "
+                   "with --audio)")
+    p.add_argument("--audio-missing", choices=AUDIO_MISSING, help="a video without an audio track: 'fail' (default: "
+                   "a failure, reason 'no audio track') or 'silence' (a silent wav, listed in manifest.json's "
+                   "silent_audio); with --audio")
     p.add_argument("--shard-size-mb", type=float, default=256)
     p.add_argument("--workers", type=int, default=1)
     a = p.parse_args(argv)
     if a.images:
         return _images(p, a)
+    audio_only = [f for f, v in (("--audio-rate", a.audio_rate), ("--audio-missing", a.audio_missing)) if v]
+    if audio_only and not a.audio:
+        p.error(f"{', '.join(audio_only)}: audio options, given without --audio")
+    if a.audio_rate is not None and a.audio_rate <= 0:
+        p.error(f"--audio-rate {a.audio_rate}: must be a positive number of Hz")
     opts = TranscodeOptions(short_side=a.short_side, fps=a.fps, gop=a.gop, codec=a.codec, crf=a.crf,
-                            fastdecode=not a.no_fastdecode, copy=a.copy, min_frames=a.min_frames)
+                            fastdecode=not a.no_fastdecode, copy=a.copy, min_frames=a.min_frames, audio=a.audio,
+                            audio_rate=a.audio_rate or AUDIO_RATE, audio_missing=a.audio_missing or "fail")
     return _run(lambda: make_shards(a.csv, a.out, opts, a.weights, a.shard_size_mb, a.workers),
-                lambda m: f"{m['num_samples']} samples in {len(m['shards'])} shards, {len(m['failures'])} failures "
-                          f"({m['videos_per_s']:.1f} videos/s): {a.out}/manifest.json",
+                lambda m: f"{m['num_samples']} samples in {len(m['shards'])} shards, {len(m['failures'])} failures"
+                          f"{_silent(m) if a.audio else ''} ({m['videos_per_s']:.1f} videos/s): {a.out}/manifest.json",
                 lambda f: f"{f['dataset']} line {f['line']}: {f['path']}: {f['reason']}")
+
+
+def _silent(m: dict) -> str:
+    return f", {m['num_silent_audio']} with silent audio (no audio track)" if m["num_silent_audio"] else ""
 
 
 def _run(make, summary, failure) -> int:
@@ -69,7 +95,8 @@ def _run(make, summary, failure) -> int:
 
 def _images(p: argparse.ArgumentParser, a) -> int:
     video_only = [f for f, v in (("--weights", a.weights), ("--short-side", a.short_side), ("--fps", a.fps),
-                                 ("--copy", a.copy), ("--no-fastdecode", a.no_fastdecode)) if v]
+                                 ("--copy", a.copy), ("--no-fastdecode", a.no_fastdecode), ("--audio", a.audio),
+                                 ("--audio-rate", a.audio_rate), ("--audio-missing", a.audio_missing)) if v]
     if video_only:
         p.error(f"{', '.join(video_only)}: video options, not for --images")
     from jepa_scale.data.shards.images import make_image_shards

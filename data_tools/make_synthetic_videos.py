@@ -1,5 +1,6 @@
 """Write a synthetic labelled video set (moving shapes; class = shape x direction) and its V-JEPA CSV; with
---val-fraction also train.csv / val.csv (classes spread evenly over both) for a probe."""
+--val-fraction also train.csv / val.csv (classes spread evenly over both) for a probe; with --audio each video also
+has a sound, a tone whose pitch encodes the class (AAC mono), for AV-JEPA."""
 import argparse
 from pathlib import Path
 
@@ -13,9 +14,13 @@ def main(argv=None):
     p.add_argument("--frames", type=int, default=48)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-fraction", type=float, default=None, help="also write train.csv and val.csv")
+    p.add_argument("--audio", action="store_true", help="give each video a tone whose pitch encodes its class "
+                   "(300 Hz x 2^(3 label / 12): the 12 classes over 3 octaves), files named *_av.mp4")
+    p.add_argument("--audio-rate", type=int, default=16000, help="sample rate of the sound, Hz (default 16000)")
     args = p.parse_args(argv)
-    csv = make_moving_shapes(args.out, args.num_videos, args.frames, seed=args.seed, progress=True)
-    print(f"wrote {args.num_videos} videos and {csv}")
+    csv = make_moving_shapes(args.out, args.num_videos, args.frames, seed=args.seed, progress=True, audio=args.audio,
+                             audio_rate=args.audio_rate)
+    print(f"wrote {args.num_videos} videos{' with sound' if args.audio else ''} and {csv}")
     if args.val_fraction is not None:
         train, val = split_list(csv, args.val_fraction)
         print(f"split: {train} ({len(Path(train).read_text().splitlines())} videos), {val} "

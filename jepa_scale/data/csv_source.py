@@ -37,6 +37,8 @@ class VideoRecord:
     num_frames: int = 0  # known from a shard's metadata (0: probe the file)
     fps: float = 0.0
     unusable: str = ""  # known at read time to fail (a relative path found nowhere): the reason, else ""
+    audio_offset: int = -1  # inside a shard: where the sample's `wav` member starts (-1: none, or not a shard)
+    audio_size: int = 0
 
     def read_bytes(self) -> bytes:
         with open(self.path, "rb") as f:

@@ -1,9 +1,11 @@
 """Synthetic labelled videos: a shape moving across a textured background; class = shape x direction.
 
 Real encoded files (mp4/H.264 by default), so the demo and tests exercise the same decode path as user data.
+With audio=True each video also has a sound: a tone whose pitch encodes the class (AAC, mono), for AV-JEPA.
 """
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ import numpy as np
 SHAPES = ("square", "disc", "triangle")
 DIRECTIONS = ((1, 0), (-1, 0), (0, 1), (0, -1))  # (dx, dy): right, left, down, up
 NUM_CLASSES = len(SHAPES) * len(DIRECTIONS)
+TONE_BASE_HZ = 300.0  # class 0's pitch; the classes spread over 3 octaves above it (up to ~2 kHz)
 
 
 def _shape_mask(kind: str, size: int) -> np.ndarray:
@@ -48,9 +51,23 @@ def moving_shape_frames(label: int, num_frames: int, height: int, width: int, rn
     return frames
 
 
+def class_tone_hz(label: int) -> float:
+    """The pitch of class `label`'s tone: TONE_BASE_HZ * 2 ** (3 label / NUM_CLASSES), a quarter-octave apart."""
+    return TONE_BASE_HZ * 2.0 ** (label / NUM_CLASSES * 3)
+
+
+def class_tone(label: int, seconds: float, rate: int, rng: np.random.Generator) -> np.ndarray:
+    """float32 [round(seconds * rate)]: class `label`'s tone (amplitude 0.3, random phase) with a little noise."""
+    t = np.arange(int(round(seconds * rate))) / rate
+    tone = 0.3 * np.sin(2 * np.pi * class_tone_hz(label) * t + rng.uniform(0, 2 * np.pi))
+    return (tone + rng.normal(0, 0.01, len(t))).astype(np.float32)
+
+
 def write_video(path: str | Path, frames: np.ndarray, fps: int = 8, codec: str = "libx264",
-                pix_fmt: str = "yuv420p", gop: int = 16, options: dict | None = None):
-    """Encode uint8 [T, H, W, 3] frames with PyAV; the container follows the file extension."""
+                pix_fmt: str = "yuv420p", gop: int = 16, options: dict | None = None, audio: np.ndarray | None = None,
+                audio_rate: int = 16000):
+    """Encode uint8 [T, H, W, 3] frames with PyAV; the container follows the file extension. `audio` (float32
+    mono [n] in [-1, 1] at audio_rate, sample 0 at the first frame) adds an AAC track (mp4, mov or mkv)."""
     import av
 
     with av.open(str(path), mode="w") as out:
@@ -60,16 +77,45 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = 8, codec: str =
         stream.gop_size = gop
         if options:
             stream.options = options
+        sound = _add_aac(out, audio_rate) if audio is not None else None
         for f in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
+        if sound is not None:
+            _encode_audio(out, sound, audio, audio_rate)
+
+
+def _add_aac(out, rate: int):
+    # FFmpeg's native AAC encoder (bundled with PyAV's wheels, unlike libfdk_aac); mp4 records its priming delay
+    # in an edit list, which FFmpeg's demuxer undoes, so decoded sample 0 is the first sample written here
+    stream = out.add_stream("aac", rate=rate)
+    stream.layout = "mono"
+    return stream
+
+
+def _encode_audio(out, stream, wave: np.ndarray, rate: int):
+    import av
+
+    wave = np.asarray(wave, np.float32).reshape(-1)
+    step = stream.codec_context.frame_size or 1024
+    for i in range(0, len(wave), step):
+        frame = av.AudioFrame.from_ndarray(wave[None, i:i + step], format="fltp", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = rate, i, Fraction(1, rate)
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)
 
 
 def make_moving_shapes(out_dir: str | Path, num_videos: int = 48, num_frames: int = 48, height: int = 128,
-                       width: int = 160, fps: int = 8, seed: int = 0, progress: bool = False) -> Path:
-    """Write `num_videos` mp4 files (classes round-robin) and `videos.csv` in the official format; returns the CSV."""
+                       width: int = 160, fps: int = 8, seed: int = 0, progress: bool = False, audio: bool = False,
+                       audio_rate: int = 16000) -> Path:
+    """Write `num_videos` mp4 files (classes round-robin) and `videos.csv` in the official format; returns the CSV.
+    audio=True: each video also gets its class's tone (`class_tone`) for its whole duration, in files named
+    `*_av.mp4` (a folder of silent videos is never taken for one with sound); the frames are the same either way
+    (the sound draws from its own generator)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -80,9 +126,11 @@ def make_moving_shapes(out_dir: str | Path, num_videos: int = 48, num_frames: in
         items = tqdm(items, desc="synthetic videos", unit="video")
     for i in items:
         label = i % NUM_CLASSES
-        path = out_dir / f"shape_{i:04d}_c{label:02d}.mp4"
+        path = out_dir / f"shape_{i:04d}_c{label:02d}{'_av' if audio else ''}.mp4"
         if not path.exists():
-            write_video(path, moving_shape_frames(label, num_frames, height, width, rng), fps=fps)
+            frames = moving_shape_frames(label, num_frames, height, width, rng)
+            sound = class_tone(label, num_frames / fps, audio_rate, np.random.default_rng((seed, i))) if audio else None
+            write_video(path, frames, fps=fps, audio=sound, audio_rate=audio_rate)
         lines.append(f"{path.resolve()} {label}\n")
     csv = out_dir / "videos.csv"
     csv.write_text("".join(lines))

@@ -22,13 +22,14 @@ import numpy as np
 
 from jepa_scale.data.csv_source import DataError, read_video_csv
 from jepa_scale.data.pyav_decoder import VideoError
-from jepa_scale.data.shards.transcode import TranscodeOptions, transcode
+from jepa_scale.data.shards.transcode import AUDIO_MISSING, TranscodeOptions, audio_member, transcode
 from jepa_scale.data.shards.writer import ShardWriter, is_shard_temp, shard_files, shard_index, temp_name
 
 FAILURES = "failures.jsonl"  # the journal of rows that did not become samples (kept across resumed runs)
 MANIFEST = "manifest.json"
 STATE = "make_shards.json"  # written before anything else: marks the folder as ours and what the run was made of
 STATE_VERSION = 1
+AUDIO_OPTIONS = ("audio", "audio_rate", "audio_missing")  # TranscodeOptions' fields that --audio brings
 
 
 @dataclass(frozen=True)
@@ -62,10 +63,15 @@ def _sha256(csv: str) -> str:
 
 def run_state(csvs: list[str], names: list[str], opts: TranscodeOptions, weights, shard_size_mb: float) -> dict:
     """What a rerun must match: the CSVs' bytes (line numbers key the resume) and every option that changes the
-    output (not --workers). As JSON would give it back, so it compares equal to the stored copy."""
+    output (not --workers). As JSON would give it back, so it compares equal to the stored copy. The audio options
+    are left out without --audio (they change nothing then), so such a run's state is what it was before they
+    existed and folders made then continue."""
+    options = asdict(opts)
+    if not opts.audio:
+        options = {k: v for k, v in options.items() if k not in AUDIO_OPTIONS}
     state = {"make_shards": STATE_VERSION,
              "csvs": [{"csv": str(c), "name": n, "sha256": _sha256(c)} for c, n in zip(csvs, names)],
-             "options": {**asdict(opts), "shard_size_mb": shard_size_mb, "weights": weights}}
+             "options": {**options, "shard_size_mb": shard_size_mb, "weights": weights}}
     return json.loads(json.dumps(state))
 
 
@@ -188,10 +194,15 @@ def read_journal(out: Path) -> list[dict]:
 
 
 def _work(job_opts):
+    """-> (job, members: extension -> bytes, metadata, None) or (job, None, None, the reason it failed)."""
     job, opts = job_opts
     try:
         data, meta = transcode(job.path, opts)
-        return job, data, meta, None
+        media = {"mp4": data}
+        if opts.audio:
+            media["wav"], silent = audio_member(job.path, meta, opts)
+            meta.update(audio_rate=opts.audio_rate, silent_audio=silent)
+        return job, media, meta, None
     except VideoError as e:
         return job, None, None, e.reason
     except Exception as e:  # a worker must never take the whole run down: the row is recorded as failed
@@ -209,11 +220,14 @@ def _done_rows(out: Path, name: str, field: str = "line") -> tuple[set, int]:
     return rows, shard_index(shards[-1]) + 1 if shards else 0
 
 
-def _components(job: Job, data: bytes, meta: dict) -> tuple[dict, dict]:
-    info = dict(label=job.label, path=job.path, **{k: meta[k] for k in ("fps", "num_frames", "duration", "width",
-                                                                         "height", "codec")})
+def _components(job: Job, media: dict[str, bytes], meta: dict) -> tuple[dict, dict]:
+    """The sample's tar members (media: `mp4`, and `wav` with --audio) and its sidecar record. The sidecar's
+    `members` (offsets) are read back from the tar by the writer, so they always list exactly these."""
+    keys = ("fps", "num_frames", "duration", "width", "height", "codec") + (
+        ("audio_rate", "silent_audio") if "wav" in media else ())
+    info = dict(label=job.label, path=job.path, **{k: meta[k] for k in keys})
     vinfo = np.array([meta["num_frames"], job.label, meta["width"], meta["height"]], dtype="<i4").tobytes()
-    comps = {"mp4": data, "json": json.dumps(info).encode(), "cls": str(job.label).encode(), "vinfo": vinfo}
+    comps = {**media, "json": json.dumps(info).encode(), "cls": str(job.label).encode(), "vinfo": vinfo}
     return comps, dict(info, line=job.line)
 
 
@@ -225,6 +239,10 @@ def make_shards(csvs: list[str], out_dir: str, opts: TranscodeOptions = Transcod
     out = Path(out_dir)
     if weights is not None and len(weights) != len(csvs):
         raise DataError(f"{len(weights)} weights for {len(csvs)} CSV files")
+    if opts.audio_missing not in AUDIO_MISSING:
+        raise DataError(f"audio_missing {opts.audio_missing!r}: must be one of {', '.join(AUDIO_MISSING)}")
+    if opts.audio and opts.audio_rate <= 0:
+        raise DataError(f"audio_rate {opts.audio_rate}: must be a positive number of Hz")
     names = _dataset_names(csvs)
     state = run_state(csvs, names, opts, weights, shard_size_mb)
     _claim_out(out, state)
@@ -259,9 +277,9 @@ def _run_jobs(jobs, opts, writer, journal, workers, progress, desc) -> int:
     pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("forkserver")) if workers > 1 else None
     results = pool.map(_work, work, chunksize=1) if pool else map(_work, work)
     try:
-        for job, data, meta, reason in results:
+        for job, media, meta, reason in results:
             if reason is None:
-                comps, record = _components(job, data, meta)
+                comps, record = _components(job, media, meta)
                 writer.add(f"{job.dataset}-{job.line:09d}", comps, record)
             else:
                 journal.write(json.dumps({"dataset": job.dataset, "line": job.line, "path": job.path,
@@ -280,7 +298,7 @@ def _run_jobs(jobs, opts, writer, journal, workers, progress, desc) -> int:
 def build_manifest(out: Path, names: list[str], csvs: list[str], weights, opts: TranscodeOptions,
                    state: dict | None = None) -> dict:
     failures = read_journal(out)
-    datasets, classes, all_shards = [], collections.Counter(), []
+    datasets, classes, all_shards, silent = [], collections.Counter(), [], []
     for i, (name, csv) in enumerate(zip(names, csvs)):
         shards = [p.name for p in shard_files(out, name)]
         n = 0
@@ -288,11 +306,14 @@ def build_manifest(out: Path, names: list[str], csvs: list[str], weights, opts: 
             side = json.loads((out / s).with_suffix(".json").read_text())
             n += side["num_samples"]
             classes.update(str(x["label"]) for x in side["samples"])
+            # --audio-missing silence: the rows whose video had no sound and got a silent wav
+            silent += [{"dataset": name, "line": x["line"], "path": x["path"]} for x in side["samples"]
+                       if x.get("silent_audio")]
         datasets.append({"name": name, "csv": str(csv), "weight": None if weights is None else weights[i],
                          "shards": shards, "num_samples": n,
                          "sha256": state["csvs"][i]["sha256"] if state else None})
         all_shards += shards
     return {"version": 1, "shards": all_shards, "num_samples": sum(d["num_samples"] for d in datasets),
             "classes": dict(sorted(classes.items(), key=lambda kv: int(kv[0]))), "datasets": datasets,
-            "failures": failures, "options": asdict(opts),
+            "failures": failures, "silent_audio": silent, "num_silent_audio": len(silent), "options": asdict(opts),
             "make_shards": STATE_VERSION, "shard_size_mb": state["options"]["shard_size_mb"] if state else None}

@@ -24,8 +24,10 @@ def read_shard_datasets(dirs: list[str]) -> tuple[list[list[VideoRecord]], list[
                 side = json.loads(tar.with_suffix(".json").read_text())
                 for s in side["samples"]:
                     offset, size = s["members"]["mp4"]
+                    audio_offset, audio_size = s["members"].get("wav", (-1, 0))  # made with --audio
                     records.append(VideoRecord(str(tar), s["label"], f"{tar}:{s['key']}", offset, size,
-                                               s["num_frames"], s["fps"]))
+                                               s["num_frames"], s["fps"], audio_offset=audio_offset,
+                                               audio_size=audio_size))
             if records:
                 datasets.append(records)
                 weights.append(ds.get("weight"))

@@ -8,6 +8,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
+from jepa_scale.data.audio import NO_AUDIO_TRACK, AudioError, clip_window, decode_audio, encode_wav
 from jepa_scale.data.pyav_decoder import VideoError, _frames, _info, _open
 
 
@@ -21,8 +22,12 @@ class TranscodeOptions:
     fastdecode: bool = True  # x264/x265 `tune=fastdecode`: cheaper decoding for a few % more bytes
     copy: bool = False  # keep the original bytes (after checking they decode)
     min_frames: int = 16  # fewer decodable frames than this: a failure ("too short")
+    audio: bool = False  # also keep the sound: a `wav` member per sample (16-bit mono, the video's duration)
+    audio_rate: int = 16000  # its sample rate (Hz)
+    audio_missing: str = "fail"  # a video without an audio track: fail (a failure) | silence (a silent wav)
 
 
+AUDIO_MISSING = ("fail", "silence")
 ENCODERS = {"h264": ("libx264", ".mp4", "mp4"), "hevc": ("libx265", ".mp4", "mp4"), "vp9": ("libvpx-vp9", ".mp4", "mp4")}
 
 
@@ -107,3 +112,18 @@ def _encode(frames, fps: float, opts: TranscodeOptions) -> tuple[bytes, dict]:
         for packet in s.encode():
             out.mux(packet)
     return buf.getvalue(), dict(fps=float(rate), num_frames=len(frames), width=w, height=h, codec=opts.codec, ext=ext)
+
+
+def audio_member(path: str, meta: dict, opts: TranscodeOptions) -> tuple[bytes, bool]:
+    """(WAV bytes, silent?) of the sound of `path` for the sample `meta` describes: mono 16-bit at audio_rate,
+    cut or zero-padded to the sample's duration, sample k at k / rate after its first frame, so frame i (at
+    i / fps) and sample round(i / fps * rate) are the same moment. Without an audio track: VideoError("no audio
+    track") with audio_missing "fail", a silent WAV with "silence"."""
+    rate = opts.audio_rate
+    try:
+        wave, silent = decode_audio(path, rate), False
+    except AudioError as e:
+        if e.reason != NO_AUDIO_TRACK or opts.audio_missing != "silence":
+            raise VideoError(e.reason if e.reason == NO_AUDIO_TRACK else f"audio: {e.reason}") from None
+        wave, silent = np.zeros(0, np.float32), True
+    return encode_wav(clip_window(wave, rate, 0.0, meta["duration"]), rate), silent
