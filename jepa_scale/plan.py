@@ -5,10 +5,14 @@
 Model states follow the ZeRO accounting for mixed-precision Adam (16 bytes/param: bf16 params and grads, fp32
 master, m, v): DDP 16P; ZeRO-1 4P + 12P/N; ZeRO-2 and FSDP2 without resharding 2P + 14P/N; ZeRO-3 and FSDP2
 full sharding 16P/N plus the largest unit gathered. Frozen modules (the EMA target) add fp32 params, sharded
-like the rest. Activations (bf16, flash/efficient attention so no N^2 workspace): ~34 bytes per token per channel
-per unit of every forward that backpropagates (the recipe says which, for the mean token counts of the config's
-masks); full checkpointing keeps each unit's input (2 bytes per token per channel) plus one unit's activations
-while it is recomputed. The model set is built on the meta device through the config's recipe.
+like the rest. Activations: each unit's own model of what it saves per token (`saved_bytes_per_token`), for
+every forward that backpropagates (the recipe says which, for the mean token counts of the config's masks), in
+bf16 (float32 where the run trains in float32): a transformer block ~34 bytes per channel with flash/efficient
+attention (no N^2 workspace); a Mamba block ~71 per channel with mamba_ssm's CUDA scan (`--scan cuda`, the
+default: it recomputes the states in backward), ~14x more with our PyTorch scan (`--scan torch`: the
+CPU, and GPUs without mamba_ssm), which keeps float32 states. Full checkpointing keeps each unit's inputs
+(`input_bytes_per_token`) plus one unit's activations while it is recomputed. The model set is built on the meta
+device through the config's recipe.
 """
 from __future__ import annotations
 
@@ -19,10 +23,10 @@ from dataclasses import dataclass
 import torch
 
 from jepa_scale.config import ConfigError, load_config
+from jepa_scale.models.selective_scan import scan_backend
 from jepa_scale.recipes import RECIPES
 
 GIB = 2 ** 30
-ACT_BYTES = 34  # per token per channel per block, bf16: the saved tensors of a pre-norm transformer block
 
 
 @dataclass(frozen=True)
@@ -61,12 +65,11 @@ def model_sizes(recipe) -> tuple[dict, Sizes]:
 
 
 def mean_tokens(cfg, recipe, batches: int = 20) -> list[tuple[float, float]]:
-    """Mean (context, target) token counts of each predicted sequence of the recipe's (first) masked modality, as
-    its `mask_shapes` lists them (V-JEPA: one per mask configuration; I-JEPA: every target x context pair)."""
-    masks = next(iter(recipe.mask_fns().values()))
+    """Mean (context, target) token counts of each predicted sequence, as the recipe's `mask_shapes` lists them
+    (V-JEPA: one per mask configuration; I-JEPA: every target x context pair; AV-JEPA: both modalities')."""
     sums = None
     for j in range(batches):
-        shapes = recipe.mask_shapes(masks(cfg.data.batch_size, j, j))
+        shapes = recipe.mask_shapes({k: fn(cfg.data.batch_size, j, j) for k, fn in recipe.mask_fns().items()})
         sums = sums or [[0.0, 0.0] for _ in shapes]
         for i, (c, t) in enumerate(shapes):
             sums[i][0] += c / batches
@@ -74,15 +77,20 @@ def mean_tokens(cfg, recipe, batches: int = 20) -> list[tuple[float, float]]:
     return [tuple(s) for s in sums]
 
 
-def activation_bytes(modules: dict, sequences: list[tuple[str, float]], batch: int, checkpointing: bool) -> float:
-    per_unit = [(n, modules[name].width, len(modules[name].shard_units())) for name, n in sequences]
+def activation_bytes(modules: dict, sequences: list[tuple[str, float]], batch: int, checkpointing: bool,
+                     dtype_bytes: int = 2, scan: str = "cuda") -> float:
+    """Bytes saved for backward: every unit of every trained sequence (module name, tokens per sample) by its own
+    model; with checkpointing, every unit's inputs plus the largest unit's activations (the one being recomputed)."""
+    runs = [(n, unit) for name, n in sequences for unit in modules[name].shard_units()]
+    saved = [n * unit.saved_bytes_per_token(n, dtype_bytes, scan) for n, unit in runs]
     if not checkpointing:
-        return batch * sum(n * d * ACT_BYTES * depth for n, d, depth in per_unit)
-    kept = batch * sum(n * d * 2 * depth for n, d, depth in per_unit)
-    return kept + batch * max(n * d * ACT_BYTES for n, d, _ in per_unit)  # one unit being recomputed
+        return batch * sum(saved)
+    return batch * (sum(n * unit.input_bytes_per_token(dtype_bytes) for n, unit in runs) + max(saved))
 
 
-def plan(cfg, gpus: int) -> list[Plan]:
+def plan(cfg, gpus: int, dtype_bytes: int = 2, scan: str = "cuda") -> list[Plan]:
+    """Every engine row, without and with full checkpointing; activations in `dtype_bytes`, Mamba units with the
+    `scan` backend's saved tensors ("cuda": mamba_ssm's kernel, "torch": ours)."""
     recipe = RECIPES.get(cfg.recipe)(cfg)
     modules, s = model_sizes(recipe)
     P, N, largest = s.trainable, gpus, s.largest_unit
@@ -97,7 +105,7 @@ def plan(cfg, gpus: int) -> list[Plan]:
     out = []
     for name, params, grads, opt, ema in states:
         for ckpt in (False, True):
-            act = activation_bytes(modules, sequences, cfg.data.batch_size, ckpt)
+            act = activation_bytes(modules, sequences, cfg.data.batch_size, ckpt, dtype_bytes, scan)
             out.append(Plan(name, "full" if ckpt else "none", params, grads, opt, ema, act))
     return out
 
@@ -127,13 +135,16 @@ def available_bytes(device, local_processes: int) -> float:
 
 
 def check_fits(cfg, device, world_size: int, local_processes: int = 1):
-    """Raise DoesNotFit when the planner's estimate for this engine exceeds the memory there is. Float32 training
-    (the CPU) keeps activations in 4 bytes instead of the planner's 2."""
+    """Raise DoesNotFit when the planner's estimate for this engine exceeds the memory there is, with this
+    device's activation dtype (float32 on the CPU) and selective-scan backend."""
     ckpt = "none" if cfg.distributed.activation_checkpointing == "none" and not cfg.model.use_activation_checkpointing \
         else "full"
-    row = next(p for p in plan(cfg, world_size) if p.engine == plan_row(cfg.distributed) and p.checkpointing == ckpt)
     fp32 = device.type != "cuda" or cfg.meta.dtype == "float32"
-    need = row.total + (row.activations if fp32 else 0)
+    # the backend a Mamba model's scan takes here (on CUDA, asking imports mamba_ssm where it is installed)
+    scan = scan_backend(torch.empty(0, device=device)) if device.type == "cuda" else "torch"
+    rows = plan(cfg, world_size, 4 if fp32 else 2, scan)
+    row = next(p for p in rows if p.engine == plan_row(cfg.distributed) and p.checkpointing == ckpt)
+    need = row.total
     have = available_bytes(device, local_processes)
     if need > have:
         raise DoesNotFit(
@@ -161,6 +172,8 @@ def main(argv=None) -> int:
     ap.add_argument("--config", required=True)
     ap.add_argument("--gpus", type=int, default=8, help="data-parallel ranks the states are sharded over")
     ap.add_argument("--gpu-mem-gb", type=float, default=80.0)
+    ap.add_argument("--scan", choices=("cuda", "torch"), default="cuda",
+                    help="Mamba models' selective scan: mamba_ssm's CUDA kernel, or ours (without mamba_ssm)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     a = ap.parse_args(argv)
     try:
@@ -174,7 +187,7 @@ def main(argv=None) -> int:
     print(f"{a.config}: {cfg.recipe} {cfg.model.model_name}, {sizes.trainable / 1e6:.1f}M trained + "
           f"{sizes.frozen / 1e6:.1f}M frozen parameters, {shape}, {d.batch_size} {unit} per GPU, "
           f"{a.gpus} GPUs of {a.gpu_mem_gb:g} GB; GiB per GPU:")
-    print(format_table(plan(cfg, a.gpus), a.gpu_mem_gb))
+    print(format_table(plan(cfg, a.gpus, scan=a.scan), a.gpu_mem_gb))
     return 0
 
 

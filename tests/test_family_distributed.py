@@ -1,5 +1,6 @@
-"""The JEPA family on the sharded engines: a tiny V-JEPA 2, a tiny I-JEPA and a tiny VideoMamba-JEPA train on 2 gloo ranks under FSDP2 and
-DeepSpeed ZeRO-3 with DDP's losses, as V-JEPA 1 does (tests/test_distributed.py)."""
+"""The JEPA family on the sharded engines: a tiny V-JEPA 2, a tiny I-JEPA and a tiny VideoMamba-JEPA (also with
+the Mamba predictor) train on 2 gloo ranks under FSDP2 and DeepSpeed ZeRO-3 with DDP's losses, as V-JEPA 1 does
+(tests/test_distributed.py)."""
 import pytest
 
 from tests.conftest import tiny_ijepa_raw, tiny_raw, tiny_v2_raw
@@ -13,7 +14,12 @@ RAW = {"vjepa2": lambda csv, images, folder: tiny_v2_raw(csv, folder, data={"bat
                                                            optimization={"max_steps": 4, "ipe": 8}),
        "videomamba": lambda csv, images, folder: tiny_raw(csv, folder, data={"batch_size": 4},
                                                           model={"model_name": "videomamba_tiny", "depth": 2},
-                                                          optimization={"max_steps": 4, "ipe": 8})}
+                                                          optimization={"max_steps": 4, "ipe": 8}),
+       # and with the Mamba predictor (model.pred_type: mamba): Mamba blocks on both sides
+       "videomamba_mamba_pred": lambda csv, images, folder: tiny_raw(
+           csv, folder, data={"batch_size": 4},
+           model={"model_name": "videomamba_tiny", "depth": 2, "pred_type": "mamba"},
+           optimization={"max_steps": 4, "ipe": 8})}
 
 
 @pytest.fixture(scope="module", params=sorted(RAW))

@@ -101,6 +101,7 @@ class IJEPAMetaConfig:
     depth: Optional[int] = None
     num_heads: Optional[int] = None
     attention: str = "sdpa"  # ours: sdpa | math (the official formula) | xformers
+    pred_type: str = "transformer"  # ours, refused unless transformer: V-JEPA 1's `model.pred_type: mamba` is not here
     # ours: also keep `{write_tag}-e{epoch}.pth.tar` every N epochs (-1: never). The official keeps one every 50
     # epochs, named one epoch late (its "ep50" holds 49 epochs); ours is named by the epochs it holds.
     save_every_freq: int = 50
@@ -252,6 +253,9 @@ class IJEPAConfig:
              f"unknown model_name {m.model_name!r} (choose one of {', '.join(PRESETS)})")
         need(m.attention in ("sdpa", "math", "xformers"), "meta.attention",
              f"must be sdpa, math or xformers, got {m.attention!r}")
+        need(m.pred_type == "transformer", "meta.pred_type",
+             f"must be transformer, got {m.pred_type!r}: the Mamba predictor is a V-JEPA 1 option (app: vjepa, with "
+             f"model.pred_type), and I-JEPA's predictor is a ViT over image patches")
         need(m.pred_depth > 0, "meta.pred_depth", f"must be positive, got {m.pred_depth}")
         need(m.pred_emb_dim > 0, "meta.pred_emb_dim", f"must be positive, got {m.pred_emb_dim}")
         need(len(o.ema) == 2 and 0 <= o.ema[0] <= o.ema[1] <= 1, "optimization.ema",

@@ -208,6 +208,8 @@ class ModelConfig:
     num_heads: Optional[int] = None
     mlp_ratio: Optional[float] = None
     pred_num_heads: Optional[int] = None  # V2 key; default: the encoder's heads (V1)
+    # ours: transformer (V1's) | mamba (the Video-Mamba-JEPA fork's bidirectional Mamba predictor; V1 recipe only)
+    pred_type: str = "transformer"
     use_silu: bool = False  # V2 key: SwiGLU encoder MLP
     use_pred_silu: bool = False  # V2 key: SwiGLU predictor MLP
     wide_silu: bool = True  # V2 key: SwiGLU hidden width 2/3 of the GELU MLP's, rounded up to a multiple of 8
@@ -364,13 +366,7 @@ class PretrainConfig:
         need(m.mamba_dt_init in ("videomamba", "mamba"), "model.mamba_dt_init",
              f"must be videomamba or mamba, got {m.mamba_dt_init!r}")
         need(0 <= m.drop_path < 1, "model.drop_path", f"must be in [0, 1), got {m.drop_path}")
-        from jepa_scale.models.videomamba import MAMBA_PRESETS
-
-        mamba = m.model_name in MAMBA_PRESETS
-        for key, default in (("drop_path", 0.0), ("mamba_dt_init", "videomamba"), ("mamba_divide_out", False)):
-            need(mamba or getattr(m, key) == default, f"model.{key}",
-                 f"applies to VideoMamba backbones only, not {m.model_name!r}")
-        need(not (mamba and m.use_rope), "model.use_rope", "VideoMamba uses its fixed sin-cos table, not RoPE")
+        self._mamba_problems(need)
         need(o.lr_schedule in ("cosine", "constant", "linear"), "optimization.lr_schedule",
              f"must be cosine, constant or linear, got {o.lr_schedule!r}")
         need(len(o.ema) == 2 and 0 <= o.ema[0] <= o.ema[1] <= 1, "optimization.ema",
@@ -379,6 +375,28 @@ class PretrainConfig:
         need(o.epochs > 0, "optimization.epochs", f"must be positive, got {o.epochs}")
         need(o.max_steps is None or o.max_steps > 0, "optimization.max_steps", "must be positive or null")
         need(o.max_nonfinite_steps > 0, "optimization.max_nonfinite_steps", "must be positive")
+
+    def _mamba_problems(self, need):
+        """The VideoMamba options (encoder and predictor) and the predictor kind."""
+        from jepa_scale.models.videomamba import MAMBA_PRESETS
+
+        m = self.model
+        need(m.pred_type in ("transformer", "mamba"), "model.pred_type",
+             f"must be transformer or mamba, got {m.pred_type!r}")
+        mamba, mamba_pred = m.model_name in MAMBA_PRESETS, m.pred_type == "mamba"
+        for key, default in (("drop_path", 0.0), ("mamba_dt_init", "videomamba"), ("mamba_divide_out", False)):
+            need(mamba or mamba_pred or getattr(m, key) == default, f"model.{key}",
+                 f"applies to VideoMamba backbones only (and the Mamba predictor, model.pred_type: mamba), not "
+                 f"{m.model_name!r} with a transformer predictor")
+        # the subclass roots (V-JEPA 2, AV-JEPA) build predictors of their own, which would ignore the key; RoPE
+        # makes a file V-JEPA 2's (config.loader.recipe_of), so this also refuses the Mamba predictor with RoPE
+        need(not mamba_pred or self.recipe == PretrainConfig.recipe, "model.pred_type",
+             f"mamba is a V-JEPA 1 option (app: vjepa; its fixed sin-cos table, no RoPE): the {self.recipe} recipe "
+             f"builds its own predictor")
+        need(not (mamba_pred and m.pred_num_heads is not None), "model.pred_num_heads",
+             "the Mamba predictor (model.pred_type: mamba) has no heads: remove it")
+        need(not (mamba and m.use_rope), "model.use_rope", "VideoMamba uses its fixed sin-cos table, not RoPE")
+
     def _recipe_problems(self, need):
         """The V2 keys V1 does not run (the V2 root, config/vjepa2_schema.py, implements them)."""
         for i, mc in enumerate(self.mask):

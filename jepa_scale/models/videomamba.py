@@ -13,7 +13,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 
 from jepa_scale.models.registry import BACKBONES, checkpoint_every
-from jepa_scale.models.selective_scan import selective_scan, selective_scan_flops
+from jepa_scale.models.selective_scan import chunk_size, selective_scan, selective_scan_flops
 from jepa_scale.models.vit import BlockStack, PatchInput
 
 
@@ -116,6 +116,44 @@ class BiMambaMixer(nn.Module):
                    + selective_scan_flops(1, E, N, L, with_z=True, with_D=True))
         return shared + 2 * per_dir
 
+    def saved_bytes_per_token(self, tokens: float, dtype_bytes: int = 2, scan: str = "cuda") -> float:
+        """Bytes this mixer's forward keeps for backward per token of a `tokens`-long sequence, activations in
+        `dtype_bytes` (2: bf16 autocast, 4: float32 training), the scan's float32 work in 4. From the shapes of
+        what autograd keeps (measured against saved_tensors_hooks on CPU, tests/test_plan.py):
+        - shared: in_proj's output [x | z] (the forward direction's conv and gate keep views of it) and out_proj's
+          input (a copy: the sum of both directions, transposed);
+        - per direction: the padded conv output (SiLU's input), x_proj's input (a transposed copy) and its output
+          [dt | B | C] (dt_proj keeps a view of it); the backward direction's conv keeps its reversed x (a copy);
+        - the scan (`_scan_saved_bytes`): `scan="cuda"` (mamba_ssm's kernel, what a GPU run with mamba_ssm uses)
+          or `scan="torch"` (our chunked scan: the CPU, and GPUs without mamba_ssm). With the norm (MambaBlock):
+          ~71 and ~1000 bytes per channel in bf16 (D 192 to 768, 600 to 6000 tokens).
+        Per-unit constants (A = -exp(A_log) [E, N], a few KiB) are left out."""
+        E, R, N, p, L = self.d_inner, self.dt_rank, self.d_state, dtype_bytes, tokens
+        shared = p * 3 * E
+        per_dir = p * (E * (L + self.d_conv - 1) / L + E + R + 2 * N)
+        scans = sum(self._scan_saved_bytes(L, p, scan, reverse) for reverse in (False, True))
+        return shared + 2 * per_dir + p * E + scans
+
+    def _scan_saved_bytes(self, L: float, p: int, scan: str, reverse: bool) -> float:
+        """Per token, what one direction's selective scan keeps. mamba_ssm's SelectiveScanFn keeps u, delta, B, C,
+        z (contiguous copies of our strided views; the backward direction's z is already a reversed copy), its
+        pre-gate output, and the float32 states only at its 2048-token chunk edges: its backward recomputes the
+        rest. Our chunked scan (selective_scan._scan_graph) keeps, in float32: delta + bias and its softplus, u,
+        the D-skip output and silu(z), z itself (unless it is a float32 view of in_proj's output: the forward
+        direction in float32 training), the chunked delta, delta * u, B, C and per-chunk delta sums, and the
+        states [E, N]: exp(delta A) and h at every position of both passes, and per chunk its decay (and the
+        clamp's input), its carry and the second pass's start: (3 + 3 / c) per token, c = chunk_size(L)."""
+        E, N, f = self.d_inner, self.d_state, 4
+        if scan == "cuda":
+            return p * (4 * E + 2 * N) + f * 2 * N * E * math.ceil(L / 2048) / L
+        if scan != "torch":
+            raise ValueError(f"unknown selective-scan backend {scan!r}: expected cuda or torch")
+        c = chunk_size(max(1, round(L)))
+        pad = c * math.ceil(L / c) / L  # the last chunk is padded to c positions
+        z = 0 if (p == f and not reverse) else f * E
+        chunked = 2 * E + 2 * N + E / c
+        return f * (5 * E + pad * (chunked + N * E * (3 + 3 / c))) + z
+
 
 class DropPath(nn.Module):
     """Drops a sample's whole residual branch with probability p (scaled by 1/(1-p)) in training."""
@@ -160,6 +198,47 @@ class MambaBlock(nn.Module):
         out = self.mixer.out_proj
         return self.flops(tokens) - 2 * tokens * out.in_features * out.out_features
 
+    def saved_bytes_per_token(self, tokens: float, dtype_bytes: int = 2, scan: str = "cuda") -> float:
+        """The planner's activation model (see BiMambaMixer.saved_bytes_per_token): the mixer's, plus the RMSNorm
+        over the float32 residual and in_proj's input (the norm's output, in the activation dtype). Our scan
+        (`torch`) goes with the CPU's composite RMSNorm, which keeps its input, 1/rms and the normalised input
+        (for the weight's gradient); the CUDA kernel with CUDA's fused RMSNorm, which keeps the input and 1/rms
+        (assumed from torch's dispatch; not measured here)."""
+        D, f = self.mixer.d_model, 4
+        norm = f * ((2 if scan == "torch" else 1) * D + 1)
+        return norm + dtype_bytes * D + self.mixer.saved_bytes_per_token(tokens, dtype_bytes, scan)
+
+    def input_bytes_per_token(self, dtype_bytes: int = 2) -> float:
+        """What activation checkpointing keeps of this block: its inputs, the hidden state in the activation dtype
+        and the float32 residual."""
+        return (dtype_bytes + 4) * self.mixer.d_model
+
+
+def mamba_blocks(dim: int, depth: int, drop_path_rate: float = 0.0, divide_out: bool = False) -> nn.ModuleList:
+    """`depth` MambaBlocks with VideoMamba's stochastic-depth rule: dpr = linspace(0, rate, depth) and block i
+    drops block i-1's output with [0] + dpr (the final add -> norm drops the last one's with the full rate)."""
+    # in Python, not torch.linspace, so that meta-device builds work
+    dpr = [0.0] + [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
+    return nn.ModuleList([MambaBlock(dim, dpr[i], divide_out) for i in range(depth)])
+
+
+class MambaStack(BlockStack):
+    """The `Stack` protocol for a model of MambaBlocks (`_units()`), which also has a `drop_path` for the final
+    add -> norm: no attention, so the trainer's kernel report skips it."""
+
+    def attention_backend(self) -> None:
+        return None
+
+    def set_attention_backend(self, backend: str):
+        pass
+
+    def scan_blocks(self, tokens: torch.Tensor, norm: nn.Module) -> torch.Tensor:
+        """The blocks over tokens [B, L, D] in sequence order, then `norm` of the last residual add."""
+        hidden, residual = tokens, None
+        for blk in self._units():
+            hidden, residual = blk(hidden, residual)
+        return norm((residual + self.drop_path(hidden)).to(norm.weight.dtype))
+
 
 def init_videomamba_weights(model: nn.Module, depth: int, dt_init: str = "videomamba"):
     """VideoMamba's init, in its order: Mamba's own (in the mixer's constructor), then every Linear trunc-normal
@@ -180,7 +259,7 @@ def init_videomamba_weights(model: nn.Module, depth: int, dt_init: str = "videom
                 m.reset_dt()  # A and D were never touched by the Linear init
 
 
-class VideoMamba(BlockStack, PatchInput, nn.Module):
+class VideoMamba(MambaStack, PatchInput, nn.Module):
     """Encoder over [B, 3, T, H, W] clips; the Backbone protocol of models/protocols.py."""
 
     def __init__(self, img_size=224, patch_size=16, num_frames=16, tubelet_size=2, embed_dim=192, depth=24,
@@ -189,9 +268,7 @@ class VideoMamba(BlockStack, PatchInput, nn.Module):
         super().__init__()
         self.init_patch_input(img_size, patch_size, num_frames, tubelet_size, embed_dim, uniform_power, False)
         self.num_heads = num_heads or max(1, embed_dim // head_dim)
-        # linspace(0, rate, depth), in Python so that meta-device builds work; block i drops block i-1's output
-        dpr = [0.0] + [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
-        self.blocks = nn.ModuleList([MambaBlock(embed_dim, dpr[i], divide_out) for i in range(depth)])
+        self.blocks = mamba_blocks(embed_dim, depth, drop_path_rate, divide_out)
         self.drop_path = DropPath(drop_path_rate)
         self.norm_f = nn.RMSNorm(embed_dim, eps=1e-5)
         init_videomamba_weights(self, depth, dt_init)
@@ -200,12 +277,6 @@ class VideoMamba(BlockStack, PatchInput, nn.Module):
     def _units(self):
         return self.blocks
 
-    def attention_backend(self) -> None:
-        return None  # no attention: the trainer's kernel report skips it
-
-    def set_attention_backend(self, backend: str):
-        pass
-
     def encode_tokens(self, tokens: torch.Tensor, ids: torch.Tensor | None = None, grid=None) -> torch.Tensor:
         """Blocks and final norm over the tokens in ascending position (a scan's order matters), returned in the
         order of `ids` (None: all tokens, already in order)."""
@@ -213,10 +284,7 @@ class VideoMamba(BlockStack, PatchInput, nn.Module):
         if ids is not None:
             order = ids.argsort(dim=1)
             tokens = torch.gather(tokens, 1, order.unsqueeze(-1).expand_as(tokens))
-        hidden, residual = tokens, None
-        for blk in self.blocks:
-            hidden, residual = blk(hidden, residual)
-        out = self.norm_f((residual + self.drop_path(hidden)).to(self.norm_f.weight.dtype))
+        out = self.scan_blocks(tokens, self.norm_f)
         if order is not None:
             out = torch.empty_like(out).scatter_(1, order.unsqueeze(-1).expand_as(out), out)
         return out
