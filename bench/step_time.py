@@ -1,11 +1,15 @@
-"""CPU time of one training step of configs/pretrain/tiny_cpu.yaml, by phase, plus two same-run ratios:
-patch embedding once per clip vs once per mask (the official encoder wrapper), and uint8 augmentation vs the
-official float32-at-source-resolution path. With --engines, also the step time of whole runs per engine at world
-size 1 and 2 (gloo, started with torchrun; the same global batch). Ends with one JSON line.
+"""CPU time of one training step of a pretraining config, by phase (by default configs/pretrain/tiny_cpu.yaml
+and configs/pretrain/tiny_cpu_videomamba.yaml, whose figures carry the prefix `videomamba_`), plus same-run
+ratios: VideoMamba's step vs the ViT's, patch embedding once per clip vs once per mask (the official encoder
+wrapper), and uint8 augmentation vs the official float32-at-source-resolution path. The phases are any recipe's:
+its loss and backward (`trainer.task.micro_step`), the target encoder's forward inside the loss timed by hooks on
+it. With --engines, also the step time of whole runs per engine at world size 1 and 2 (gloo, started with
+torchrun; the same global batch). Ends with one JSON line.
 
-    python bench/step_time.py [--csv LIST.csv] [--steps 10] [--engines]
+    python bench/step_time.py [--config CONFIG.yaml] [--csv LIST.csv] [--steps 10] [--engines]
 """
 import argparse
+import contextlib
 import csv as csv_module
 import importlib.util
 import json
@@ -23,7 +27,6 @@ from jepa_scale.data.official_augment import official_augment
 from jepa_scale.data.synthetic import make_moving_shapes
 from jepa_scale.launch.local import run_local
 from jepa_scale.optim import set_lr_wd
-from jepa_scale.recipes.objective import jepa_loss, predict, target_features
 from jepa_scale.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,22 +38,28 @@ def timed(fn):
     return out, time.perf_counter() - t
 
 
+@contextlib.contextmanager
+def forward_time(module):
+    """Seconds spent in `module`'s forwards while the block runs (a list, its one item filled at the end)."""
+    spent, start = [0.0], []
+    pre = module.register_forward_pre_hook(lambda *_: start.append(time.perf_counter()))
+    post = module.register_forward_hook(lambda *_: spent.__setitem__(0, spent[0] + time.perf_counter() - start.pop()))
+    try:
+        yield spent
+    finally:
+        pre.remove()
+        post.remove()
+
+
 def step_phases(trainer, step):
-    """The V-JEPA step of `Pretrain.train_step`, cut into timed phases."""
-    e, cfg, models = trainer.engine, trainer.cfg, trainer.engine.models
+    """`Pretrain.train_step` on one micro-batch, cut into timed phases: whatever the recipe, its loss and backward
+    are the task's micro-step, of which the target encoder's forward is reported on its own."""
+    e, task = trainer.engine, trainer.task
     batch, t_data = timed(lambda: next(trainer.streams[0]))
-    clips, masks = batch.inputs["video"], batch.masks["video"]
-    lr, wd, m = trainer.task.schedules.at_iteration(step)
+    lr, wd, m = task.schedules.at_iteration(step)
     set_lr_wd(e.optimizer, lr, wd)
-    (targets, _), t_target = timed(lambda: target_features(models["target_encoder"], clips, masks.target))
-
-    def forward_backward():
-        preds = predict(models["encoder"], models["predictor"], clips, masks.context, masks.target)
-        loss = jepa_loss(preds, targets, cfg.loss.loss_exp)
-        e.backward(loss)
-        return loss
-
-    _, t_fb = timed(forward_backward)
+    with forward_time(e.models["target_encoder"]) as t_target:
+        _, t_loss = timed(lambda: task.micro_step(batch, 1.0, last=True))
 
     def optimizer_and_ema():
         e.optimizer.step()
@@ -58,12 +67,17 @@ def step_phases(trainer, step):
         e.ema_update(m)
 
     _, t_opt = timed(optimizer_and_ema)
-    return {"data_s": t_data, "target_fwd_s": t_target, "ctx_pred_fwd_bwd_s": t_fb, "optimizer_ema_s": t_opt}
+    return {"data_s": t_data, "target_fwd_s": t_target[0], "ctx_pred_fwd_bwd_s": t_loss - t_target[0],
+            "optimizer_ema_s": t_opt}
 
 
 def embed_once_ratio(trainer, reps=5):
-    enc = trainer.engine.models["encoder"]
+    """(per-mask, once) seconds of the context encoder over one batch's masks, or None for a batch that is not
+    video alone (the comparison is the V-JEPA wrapper's)."""
     batch = next(trainer.streams[0])
+    if set(batch.inputs) != {"video"}:
+        return None
+    enc = trainer.engine.models["encoder"]
     clips, ctx = batch.inputs["video"], batch.masks["video"].context
     with torch.no_grad():
         per_mask = min(timed(lambda: [enc(clips, masks=m) for m in ctx])[1] for _ in range(reps))
@@ -80,7 +94,7 @@ def augment_ratio(reps=20):
     return base, ours
 
 
-def engine_step_times(csv: str, tmp: Path, steps: int = 16) -> dict:
+def engine_step_times(config: Path, csv: str, tmp: Path, steps: int = 16) -> dict:
     """Median step time of short runs: single (world 1) and ddp/fsdp (world 2), global batch 8 in all."""
     runs = {"single_w1": (1, ["data.batch_size=8"]), "ddp_w2": (2, ["data.batch_size=4", "distributed.engine=ddp"]),
             "fsdp_w2": (2, ["data.batch_size=4", "distributed.engine=fsdp"])}
@@ -88,61 +102,90 @@ def engine_step_times(csv: str, tmp: Path, steps: int = 16) -> dict:
         for stage in (1, 2, 3):
             runs[f"zero{stage}_w2"] = (2, ["data.batch_size=4", "distributed.engine=deepspeed",
                                            f"distributed.zero_stage={stage}"])
-    out = {}
+    tag, out = load_config(config).logging.write_tag, {}
     for name, (n, sets) in runs.items():
         folder = tmp / name
         sets = sets + [f"data.datasets=[{csv}]", f"logging.folder={folder}", f"optimization.max_steps={steps}",
                        "logging.log_freq=4", "logging.tensorboard=false", "data.num_workers=0"]
-        args = [str(ROOT / "launch/pretrain.py"), "--config", str(ROOT / "configs/pretrain/tiny_cpu.yaml")]
+        args = [str(ROOT / "launch/pretrain.py"), "--config", str(config)]
         for s in sets:
             args += ["--set", s]
         r = run_local(args, n, threads=2 // n)
         if r.returncode:
             raise RuntimeError(f"{name} failed:\n{r.stderr[-3000:]}")
-        rows = list(csv_module.DictReader(open(folder / "jepa_r0.csv")))[4:]  # past the first interval (warm-up)
+        rows = list(csv_module.DictReader(open(folder / f"{tag}_r0.csv")))[4:]  # past the first interval (warm-up)
         out[name] = statistics.median(float(r["step_time_s"]) for r in rows)
     return out
 
 
+# the default run: (JSON key prefix, config, options of its synthetic videos); "" is the one the ratios are against.
+# AV-JEPA, once its config is in: ("av_", "tiny_cpu_av.yaml", {"audio": True})
+DEFAULT_RUNS = [("", "tiny_cpu.yaml", {}), ("videomamba_", "tiny_cpu_videomamba.yaml", {})]
+
+
+def phase_medians(config: Path, csv: str, folder: str, steps: int, warmup: int, embed_ratio: bool):
+    """(median seconds per phase and their sum, the embed-once timings or None, the config) of `steps` steps."""
+    cfg = load_config(config, [f"data.datasets=[{csv}]", f"logging.folder={folder}", "data.num_workers=0",
+                               "logging.tensorboard=false"])
+    trainer = Trainer(cfg)
+    try:
+        samples = [step_phases(trainer, s) for s in range(warmup + steps)][warmup:]
+        med = {k: statistics.median(x[k] for x in samples) for k in samples[0]}
+        med["step_s"] = sum(med.values())
+        return med, embed_once_ratio(trainer) if embed_ratio else None, cfg
+    finally:
+        trainer.streams[0].close()
+
+
+def report(name: str, cfg, med: dict, steps: int):
+    print(f"{name} on CPU ({torch.get_num_threads()} threads), batch {cfg.data.batch_size}, median of {steps} steps:")
+    for k, v in med.items():
+        print(f"  {k:<22} {v * 1000:8.1f} ms  ({100 * v / med['step_s']:4.1f}%)")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--config", help="pretraining config to time (default: " +
+                   ", ".join(f for _, f, _ in DEFAULT_RUNS) + " from configs/pretrain/)")
     p.add_argument("--csv", help="video list (default: synthetic videos made here)")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--engines", action="store_true", help="also time whole runs per engine at world size 1 and 2")
     args = p.parse_args()
     torch.manual_seed(0)
+    runs = [("", Path(args.config), {})] if args.config else [
+        (prefix, ROOT / "configs/pretrain" / f, opts) for prefix, f, opts in DEFAULT_RUNS]
+    figures, steps = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        csv = args.csv or str(make_moving_shapes(Path(tmp) / "videos", num_videos=32, num_frames=48))
-        cfg = load_config(ROOT / "configs/pretrain/tiny_cpu.yaml",
-                          [f"data.datasets=[{csv}]", f"logging.folder={tmp}/run", "data.num_workers=0",
-                           "logging.tensorboard=false"])
-        trainer = Trainer(cfg)
-        samples = []
-        for s in range(args.warmup + args.steps):
-            phases = step_phases(trainer, s)
-            if s >= args.warmup:
-                samples.append(phases)
-        med = {k: statistics.median(x[k] for x in samples) for k in samples[0]}
-        med["step_s"] = sum(med.values())
-        per_mask, once = embed_once_ratio(trainer)
-        trainer.streams[0].close()
-        engines = engine_step_times(csv, Path(tmp)) if args.engines else {}
+        videos = {}  # one synthetic set per video options
+        for prefix, config, opts in runs:
+            key = json.dumps(opts, sort_keys=True)
+            if key not in videos:
+                videos[key] = args.csv or str(make_moving_shapes(Path(tmp) / f"videos{len(videos)}", num_videos=32,
+                                                                 num_frames=48, **opts))
+            med, embed, cfg = phase_medians(config, videos[key], f"{tmp}/run_{prefix}", args.steps, args.warmup,
+                                            embed_ratio=not prefix)
+            report(config.name, cfg, med, args.steps)
+            figures.update({f"{prefix}{k}": round(v, 5) for k, v in med.items()})
+            steps[prefix] = med["step_s"]
+            if embed:
+                print(f"context encoder, {len(cfg.mask)} masks: per-mask patch embedding {embed[0] * 1000:.1f} ms, "
+                      f"once {embed[1] * 1000:.1f} ms")
+                figures["embed_once_vs_per_mask_ratio"] = round(embed[0] / embed[1], 3)
+        engines = engine_step_times(runs[0][1], videos[json.dumps(runs[0][2], sort_keys=True)], Path(tmp)) \
+            if args.engines else {}
+    for prefix, t in steps.items():
+        if prefix:
+            print(f"{prefix.rstrip('_')} step vs {runs[0][1].name}'s: {t / steps['']:.2f}x")
+            figures[f"{prefix}vs_{runs[0][1].stem}_step_ratio"] = round(t / steps[""], 3)
     aug_base, aug_ours = augment_ratio()
-    print(f"tiny_cpu.yaml on CPU ({torch.get_num_threads()} threads), batch {cfg.data.batch_size}, "
-          f"median of {args.steps} steps:")
-    for k, v in med.items():
-        print(f"  {k:<22} {v * 1000:8.1f} ms  ({100 * v / med['step_s']:4.1f}%)")
-    print(f"context encoder, 2 masks: per-mask patch embedding {per_mask * 1000:.1f} ms, once {once * 1000:.1f} ms")
     print(f"augment 16x256x340 -> 224: float32 at source {aug_base * 1000:.1f} ms, uint8 {aug_ours * 1000:.1f} ms")
     for name, t in engines.items():
         print(f"  whole-run step, {name:<10} {t * 1000:8.1f} ms  ({t / engines['single_w1']:.2f}x single)")
-    figures = {**{k: round(v, 5) for k, v in med.items()},
-               **{f"{k}_step_s": round(v, 4) for k, v in engines.items()},
-               **{f"{k}_vs_single_ratio": round(v / engines["single_w1"], 3) for k, v in engines.items()
-                  if k != "single_w1"},
-               "embed_once_vs_per_mask_ratio": round(per_mask / once, 3),
-               "uint8_vs_float32_augment_ratio": round(aug_base / aug_ours, 3)}
+    figures.update({**{f"{k}_step_s": round(v, 4) for k, v in engines.items()},
+                    **{f"{k}_vs_single_ratio": round(v / engines["single_w1"], 3) for k, v in engines.items()
+                       if k != "single_w1"},
+                    "uint8_vs_float32_augment_ratio": round(aug_base / aug_ours, 3)})
     print(json.dumps(figures))
 
 

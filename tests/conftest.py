@@ -100,6 +100,27 @@ def video_csv(video_dir):
     return video_dir / "videos.csv"
 
 
+@pytest.fixture(scope="session")
+def av_video_csv(tmp_path_factory):
+    """16 small synthetic mp4 videos with sound (a tone whose pitch encodes the class) and their CSV."""
+    from jepa_scale.data.synthetic import make_moving_shapes
+
+    return make_moving_shapes(tmp_path_factory.mktemp("av_videos"), num_videos=16, num_frames=24, height=72,
+                              width=88, seed=1, audio=True)
+
+
+def tiny_av_raw(csv: str | None, folder: str, **sections) -> dict:
+    """tiny_raw as an AV-JEPA config: a 32-mel x 48-column spectrogram of each clip's 1 s window (2 x 3 audio
+    tokens), V1's two mask configurations with one-token-high audio blocks, and one that hides the sound."""
+    raw = tiny_raw(csv, folder)
+    raw["app"] = "avjepa"
+    raw["audio"] = {"sample_rate": 8000, "n_mels": 32, "num_frames": 48, "n_fft": 256, "hop_length": 64}
+    raw["mask"] = [{**m, "audio_num_blocks": 1, "audio_block_size": [1, 2]} for m in raw["mask"]] + [{"hide": "audio"}]
+    for section, values in sections.items():
+        raw[section] = {**raw.get(section, {}), **values} if isinstance(values, dict) else values
+    return raw
+
+
 def tiny_ijepa_raw(image_root: str, folder: str, **sections) -> dict:
     """A very small I-JEPA config (every official key; 96 px, patch 8, a 2-block ViT) as a raw dict over an
     ImageFolder tree whose `train/` split is in `image_root`; sections override keys."""

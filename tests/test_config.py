@@ -23,7 +23,7 @@ def official_files():
 @pytest.mark.parametrize("path", BUNDLED, ids=lambda p: p.name)
 def test_bundled_configs_validate(path):
     cfg = load_config(path)
-    assert cfg.problems() == [] and cfg.recipe in ("vjepa", "vjepa2", "ijepa")
+    assert cfg.problems() == [] and cfg.recipe in ("vjepa", "vjepa2", "ijepa", "avjepa")
 
 
 def test_every_official_pretrain_config_validates_unchanged():

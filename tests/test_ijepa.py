@@ -238,7 +238,7 @@ def test_step_flops_agree_with_the_flop_counter(tmp_path, ijepa_images):
         loss, _ = recipe.loss(models, batch)
         loss.backward()
     assert recipe.step_flops(models, batch) == pytest.approx(counter.get_total_flops(), rel=0.02)
-    shapes = recipe.mask_shapes(batch.masks["image"])
+    shapes = recipe.mask_shapes(batch.masks)
     assert len(shapes) == 4 and [s for s, _ in recipe.trained_sequences(shapes)] == ["encoder"] + ["predictor"] * 4
 
 

@@ -30,10 +30,17 @@ def eval_sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, EVAL_NAMESPACE, epoch, index])
 
 
-def mask_seed(seed: int, batch: int, micro: int, group: int = 0) -> int:
+# masked modalities besides the first (video or image): their own placement seeds (audio blocks are not drawn from
+# the video blocks' stream)
+MODALITY_SLOTS = {"audio": 1}
+
+
+def mask_seed(seed: int, batch: int, micro: int, group: int = 0, modality: int = 0) -> int:
     """Mask placement of one micro-batch (block sizes follow the batch counter alone, as the official collator);
-    `group` > 0: of the micro-batch's V-JEPA 2 frames-per-clip group `group` (group 0 has the micro-batch's seed)."""
-    key = [seed, batch, micro, MASK_NAMESPACE] + ([group] if group else [])
+    `group` > 0: of the micro-batch's V-JEPA 2 frames-per-clip group `group` (group 0 has the micro-batch's seed);
+    `modality` > 0: of that MODALITY_SLOTS entry."""
+    key = [seed, batch, micro, MASK_NAMESPACE] + ([group] if group or modality else []) + \
+        ([modality] if modality else [])
     return int(np.random.default_rng(key).integers(1 << 62))
 
 
@@ -53,5 +60,5 @@ def draw_masks(mask_fns: dict, batch_size: int, seed: int, batch: int, micro: in
             if groups[name]:
                 out[name] = fn(groups[name], batch, mask_seed(seed, batch, micro, index[name]))
         else:
-            out[name] = fn(batch_size, batch, mask_seed(seed, batch, micro))
+            out[name] = fn(batch_size, batch, mask_seed(seed, batch, micro, modality=MODALITY_SLOTS.get(name, 0)))
     return out

@@ -71,14 +71,14 @@ def loader_workers(requested: int, streams: int) -> int:
 
 
 def open_streams(cfg, micro_indices: list[int], num_micro: int, device: torch.device, mask_fns: dict | None = None,
-                 skip_report=None, decoder=None) -> list:
+                 skip_report=None, decoder=None, audio=None) -> list:
     """One data stream per micro-batch index of this rank (DaliStream or DataStream over VideoBatches), over
-    datasets read once. cfg.data.batch_size is the micro-batch size; mask_fns (modality -> mask function) come
-    from the recipe."""
+    datasets read once. cfg.data.batch_size is the micro-batch size; mask_fns (modality -> mask function) and
+    audio (the clip-window spectrogram maker, AV-JEPA) come from the recipe."""
     from jepa_scale.data.stream import DataStream
     from jepa_scale.data.video_batches import VideoBatches
 
-    kind = resolve_decoder(cfg.data)
+    kind = "pyav" if audio else resolve_decoder(cfg.data)  # DALI's readers decode video only
     log.info("video decoding: %s", kind)
     datasets, weights = open_datasets(cfg.data)
     if kind == "dali":
@@ -96,6 +96,6 @@ def open_streams(cfg, micro_indices: list[int], num_micro: int, device: torch.de
                 for m in micro_indices]
     workers = loader_workers(cfg.data.num_workers, len(micro_indices))
     return [DataStream(VideoBatches(datasets, cfg, seed=cfg.meta.seed, micro_index=m, num_micro=num_micro,
-                                    decoder=decoder, weights=weights, mask_fns=mask_fns),
+                                    decoder=decoder, weights=weights, mask_fns=mask_fns, audio=audio),
                        workers, device.type == "cuda", skip_report=skip_report)
             for m in micro_indices]

@@ -50,6 +50,11 @@ class ClipLoader:
         return clip_indices(num_frames, frames, step, d.num_clips, rng)
 
     def __call__(self, rec: VideoRecord, rng: np.random.Generator, frames: int | None = None) -> torch.Tensor:
+        return self.load(rec, rng, frames)[0]
+
+    def load(self, rec: VideoRecord, rng: np.random.Generator, frames: int | None = None):
+        """-> (clip, (start, end) in seconds of the first clip's window: its first sampled frame to just after its
+        last, the span AV-JEPA takes the audio of)."""
         if rec.unusable:
             raise VideoError(rec.unusable)
         T = frames or self.d.num_frames
@@ -75,14 +80,16 @@ class ClipLoader:
         views = [augment_clip(frames[i * T:(i + 1) * T], self.d.crop_size, self.a.random_resize_scale,
                               self.a.random_resize_aspect_ratio, rng, self.a.horizontal_flip)
                  for i in range(len(clips))]
-        return views[0] if len(views) == 1 else torch.stack(views)
+        first, fps = clips[0], picked["fps"] or 1.0  # a video without a frame rate: one frame a second
+        window = (float(first[0]) / fps, float(first[-1] + 1) / fps)
+        return (views[0] if len(views) == 1 else torch.stack(views)), window
 
 
 class VideoBatches(MicroBatchSlices, torch.utils.data.Dataset):
     """Map-style: item j is micro-batch `micro_index` of global batch j. Use with `batch_size=None`."""
 
     def __init__(self, datasets: list[list[VideoRecord]], cfg, seed: int, micro_index: int = 0, num_micro: int = 1,
-                 decoder=None, weights: list[float] | None = None, mask_fns: dict | None = None):
+                 decoder=None, weights: list[float] | None = None, mask_fns: dict | None = None, audio=None):
         d = cfg.data
         self.records = [r for ds in datasets for r in ds]
         self.groups = d.fpc_groups()  # frames per clip of each group, in group order
@@ -101,21 +108,25 @@ class VideoBatches(MicroBatchSlices, torch.utils.data.Dataset):
         self.clip_loader = ClipLoader(d, cfg.data_aug, decoder)
         self.max_consecutive_failures = d.max_consecutive_failures  # read by the stream that gives up
         self.mask_fns = mask_fns or {}  # modality -> mask function, injected by the recipe (none for a probe)
+        self.audio = audio  # (record, start s, end s) -> spectrogram, when the recipe reads audio (AV-JEPA)
 
     def __getitem__(self, j: int) -> Batch:
         groups = {key: ([], []) for key in self.keys.values()}  # key -> (clips, labels), in group order
-        skipped = []
+        skipped, spectrograms = [], []
         for pos, i in enumerate(self.sample_ids(j)):
             rec, frames = self.records[i], int(self.record_frames[i])
             rng = sample_rng(self.seed, j, self.micro_index, pos)
             try:
-                clip = self.clip_loader(rec, rng, frames)
+                clip, window = self.clip_loader.load(rec, rng, frames)
+                sound = self.audio(rec, *window) if self.audio else None
             except VideoError as e:
                 skipped.append((f"{rec.source} {rec.path}", e.reason))
                 continue
             clips, labels = groups[self.keys[frames]]
             clips.append(clip)
             labels.append(rec.label)
+            if sound is not None:
+                spectrograms.append(sound)
         present = {key: g for key, g in groups.items() if g[0]}
         if not present:
             inputs = {"video": torch.empty(0)} if len(self.groups) == 1 else {}
@@ -123,4 +134,7 @@ class VideoBatches(MicroBatchSlices, torch.utils.data.Dataset):
         labels = torch.tensor([label for _, group_labels in present.values() for label in group_labels])
         masks = draw_masks(self.mask_fns, len(labels), self.seed, j, self.micro_index,
                            groups={key: len(g[0]) for key, g in groups.items()})
-        return Batch({key: torch.stack(g[0]) for key, g in present.items()}, labels, j, masks, skipped)
+        inputs = {key: torch.stack(g[0]) for key, g in present.items()}
+        if self.audio:  # one frames-per-clip group (the AV root refuses more), so the clips' order is the sounds'
+            inputs["audio"] = torch.stack(spectrograms)
+        return Batch(inputs, labels, j, masks, skipped)

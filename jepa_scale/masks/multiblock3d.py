@@ -38,6 +38,13 @@ class MaskGenerator:
         self.max_keep = max_keep
         self.full_complement, self.pred_full_complement, self.inv_block = full_complement, pred_full_complement, inv_block
 
+    @classmethod
+    def from_config(cls, m, crop_size: int, num_frames: int, patch_size: int, tubelet_size: int) -> "MaskGenerator":
+        """The generator of one `mask:` entry (a MaskConfig)."""
+        return cls(crop_size, num_frames, patch_size, tubelet_size, m.spatial_scale, m.temporal_scale,
+                   m.aspect_ratio, m.num_blocks, m.max_temporal_keep, m.max_keep, m.full_complement,
+                   m.pred_full_complement, m.inv_block)
+
     @property
     def num_tokens(self) -> int:
         return self.duration * self.height * self.width
@@ -113,13 +120,8 @@ class MultiBlockMasks:
         return cls(cfg.mask, d.crop_size, d.num_frames, d.patch_size, d.tubelet_size)
 
     def __init__(self, mask_cfgs, crop_size: int, num_frames: int, patch_size: int, tubelet_size: int):
-        self.generators = [
-            MaskGenerator(crop_size, num_frames, patch_size, tubelet_size, m.spatial_scale, m.temporal_scale,
-                          m.aspect_ratio, m.num_blocks, m.max_temporal_keep, m.max_keep,
-                          getattr(m, "full_complement", False), getattr(m, "pred_full_complement", False),
-                          getattr(m, "inv_block", False))
-            for m in mask_cfgs
-        ]
+        self.generators = [MaskGenerator.from_config(m, crop_size, num_frames, patch_size, tubelet_size)
+                           for m in mask_cfgs]
 
     def __call__(self, batch_size: int, batch_counter: int, seed: int):
         g = torch.Generator().manual_seed(seed)

@@ -26,7 +26,8 @@ def sincos_3d(dim: int, grid_size: int, grid_depth: int, uniform_power: bool = F
     return table[:, :dim].float()
 
 
-def sincos_2d(dim: int, grid_size: int) -> torch.Tensor:
-    """[H'*W', dim] table for images, rows (h, w), features concat(h, w)."""
-    h, w = torch.meshgrid(torch.arange(grid_size), torch.arange(grid_size), indexing="ij")
+def sincos_2d(dim: int, grid_size: int, grid_width: int | None = None) -> torch.Tensor:
+    """[H'*W', dim] table for images (W' = H' unless `grid_width` is given, as for a spectrogram's frequency x
+    time grid), rows (h, w) with h outermost, features concat(h, w)."""
+    h, w = torch.meshgrid(torch.arange(grid_size), torch.arange(grid_width or grid_size), indexing="ij")
     return torch.cat([sincos_1d(dim // 2, h), sincos_1d(dim // 2, w)], dim=1).float()

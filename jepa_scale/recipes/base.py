@@ -44,8 +44,9 @@ class Recipe(Protocol):
     def tokens_per_sample(self, modules: dict) -> int:
         """Input tokens of one sample (the tokens/s figure)."""
 
-    def mask_shapes(self, masks) -> list[tuple[int, int]]:
-        """(context tokens, target tokens) of every predictor sequence one sample's Masks make."""
+    def mask_shapes(self, masks: dict) -> list[tuple[int, int]]:
+        """(context tokens, target tokens) of every predictor sequence one sample's masks make (`masks`: modality ->
+        Masks, as in `Batch.masks`)."""
 
     def trained_sequences(self, mask_shapes: list[tuple[int, int]]) -> list[tuple[str, int]]:
         """(module name, tokens) of every forward that keeps activations for backward, per sample, for the

@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 
 from jepa_scale.config.ijepa_schema import IJEPAConfig
-from jepa_scale.data.batch import Masks
 from jepa_scale.data.image_batches import open_image_streams
 from jepa_scale.distributed.model_set import ModelSet
 from jepa_scale.masks.multiblock2d import MultiBlock2DMasks
@@ -62,15 +61,16 @@ class IJEPA(VJEPA):
         return ijepa_loss(preds, targets, len(masks.context)), {"target_std": target_std}
 
     @staticmethod
-    def mask_shapes(masks: Masks) -> list[tuple[int, int]]:
+    def mask_shapes(masks: dict) -> list[tuple[int, int]]:
         """(context tokens, target tokens) of every predictor sequence, one per (target mask, context mask) pair,
         target-major as the official batch order; the first nenc entries are the nenc context masks."""
-        return [(c.shape[1], t.shape[1]) for t in masks.target for c in masks.context]
+        m = masks["image"]
+        return [(c.shape[1], t.shape[1]) for t in m.target for c in m.context]
 
     def step_flops(self, modules, batch) -> float:
         masks = batch.masks["image"]
         enc, pred = modules["encoder"], modules["predictor"]
-        shapes = self.mask_shapes(masks)
+        shapes = self.mask_shapes(batch.masks)
         nenc = len(masks.context)
         # target forward and context encoder (once per context mask) as jepa_step counts them
         base = jepa_step(enc, pred, [(k_ctx, 0) for k_ctx, _ in shapes[:nenc]])

@@ -9,11 +9,12 @@ import torch.nn as nn
 
 from jepa_scale.checkpoint.official import PREFIX
 from jepa_scale.config.schema import PretrainConfig
+from jepa_scale.data.batch import Masks
 from jepa_scale.data.sources import open_streams
 from jepa_scale.distributed.model_set import ModelSet
 from jepa_scale.masks import MultiBlockMasks
 from jepa_scale.models import build_backbone, build_predictor
-from jepa_scale.models.videomamba import VideoMamba
+from jepa_scale.models.videomamba import MambaStack
 from jepa_scale.models.vit import init_vit_weights
 from jepa_scale.monitor.flops import jepa_step
 from jepa_scale.optim import make_adamw
@@ -24,9 +25,10 @@ from jepa_scale.recipes.objective import jepa_loss, predict, std_regulariser, ta
 def reinit_like_v1_train(*modules: nn.Module, std: float = 0.02):
     """V1's train script re-initialises every Linear (trunc-normal, std 0.02) and LayerNorm of its ViTs after
     building the models, undoing the per-block rescale (convolutions and mask tokens keep their model-class init).
-    Other backbones (VideoMamba) keep their own init, whose order is part of their design."""
+    Mamba models (the VideoMamba encoder, the Mamba predictor) keep their own init, whose order is part of their
+    design (the fork re-initialises only its ViT predictor)."""
     for module in modules:
-        if not isinstance(module, VideoMamba):
+        if not isinstance(module, MambaStack):
             init_vit_weights(module, std, convs=False)
 
 
@@ -91,12 +93,16 @@ class VJEPA:
         return ckpt
 
     @staticmethod
-    def mask_shapes(masks) -> list[tuple[int, int]]:
+    def pair_shapes(masks: Masks) -> list[tuple[int, int]]:
         """(context, target) tokens of each mask configuration: context i is predicted at target i."""
         return [(c.shape[1], t.shape[1]) for c, t in zip(masks.context, masks.target)]
 
+    def mask_shapes(self, masks: dict) -> list[tuple[int, int]]:
+        """Of the first masked input (V-JEPA 2: its first frames-per-clip group)."""
+        return self.pair_shapes(next(iter(masks.values())))
+
     def step_flops(self, modules, batch) -> float:
-        shapes = self.mask_shapes(batch.masks["video"])
+        shapes = self.mask_shapes(batch.masks)
         return jepa_step(modules["encoder"], modules["predictor"], shapes)["total"] * batch.size
 
     def tokens_per_sample(self, modules) -> int:

@@ -91,7 +91,7 @@ class VJEPA2(VJEPA):
         enc, total = modules["encoder"], 0.0
         for _, key in self._groups_in(batch):
             clips, masks = batch.inputs[key], batch.masks[key]
-            shapes = self.mask_shapes(masks)
+            shapes = self.pair_shapes(masks)
             tokens = enc.num_patches * clips.shape[2] // enc.num_frames
             total += jepa_step(enc, modules["predictor"], shapes, tokens=tokens)["total"] * clips.shape[0]
         return total
