@@ -70,7 +70,10 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
         if problems:
             raise RuntimeError("selective_scan(backend='cuda') is unavailable: " + "; ".join(problems))
     if _calls is not None:
-        grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z))
+        # a scan re-run by activation checkpointing runs inside backward (a graph task is current): its own
+        # backward is the original call's, already counted there, so it counts as a forward only
+        grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z)) \
+            and torch._C._current_graph_task_id() == -1
         _calls.append((u.shape[0], u.shape[1], A.shape[1], u.shape[2], z is not None, D is not None, grad))
     if backend == "cuda" or (backend == "auto" and scan_backend(u) == "cuda"):
         return _mamba_scan()[0](u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus)
