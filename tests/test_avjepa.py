@@ -209,3 +209,27 @@ def test_hiding_a_modality_whose_loss_weight_is_zero_is_refused():
            "mask": [{"num_blocks": 8}, {"hide": "audio"}]}
     with pytest.raises(ConfigError, match=r"mask\[1\].hide: hides audio, whose loss weight is 0"):
         load_config(raw=raw)
+
+
+@pytest.mark.slow
+def test_a_tiny_av_jepa_trains_on_video_and_sound_with_a_falling_loss(av_video_csv, tmp_path):
+    import csv
+    import time
+
+    from jepa_scale.config import load_config
+    from jepa_scale.trainer import train
+    from tests.conftest import tiny_av_raw
+
+    folder = tmp_path / "run"
+    raw = tiny_av_raw(str(av_video_csv), str(folder), data={"batch_size": 4},
+                      optimization={"max_steps": 24, "ipe": 8, "epochs": 3, "lr": 0.001})
+    raw["logging"]["tensorboard"] = False
+    start = time.perf_counter()
+    out = train(load_config(raw=raw))
+    rows = list(csv.DictReader(open(folder / f"{raw['logging']['write_tag']}_r0.csv")))
+    seen = [float(r["loss"]) for r in rows]
+    print(f"tiny AV-JEPA: loss {seen[0]:.4f} -> {seen[-1]:.4f}, {time.perf_counter() - start:.1f} s")
+    assert out["step"] == 24 and len(seen) == 24
+    assert sum(seen[-4:]) < 0.9 * sum(seen[:4]), seen
+    for key in ("loss_video", "loss_audio"):  # each modality's loss is logged, and is a real number
+        assert all(float(r[key]) > 0 for r in rows), key
