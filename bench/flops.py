@@ -1,6 +1,7 @@
 """Analytic FLOPs of one training step vs torch's FlopCounterMode: V-JEPA tiny, ViT-L and ViT-H; V-JEPA 2 ViT-g at
 16x256 and 64x384 (RoPE blocks); I-JEPA ViT-H/14 at 224; VideoMamba-JEPA tiny and VideoMamba-M at 16x224 (the
-selective scan counted by the Mamba authors' rule, 9 per token, channel and state, as the counter cannot see it).
+selective scan counted by the Mamba authors' rule, 9 per token, channel and state, as the counter cannot see it);
+AV-JEPA tiny and ViT-B at 16x224 with its audio tokens (the audio patch embedding and the joint sequence).
 
 Large models run on the meta device (shapes only, no memory, no time); attention uses the `math` backend so the
 counter sees its matmuls. One batch of masks drawn by the official generator. Ends with one JSON line.
@@ -25,7 +26,8 @@ CONFIGS = [("tiny_cpu", "tiny_cpu.yaml", "cpu"), ("tiny_cpu_v2", "tiny_cpu_v2.ya
            ("v2_vit_giant_64x384", "vitg16_384_64f_cooldown.yaml", "meta"),
            ("ijepa_vit_huge14_224", "ijepa_vith14_224.yaml", "meta"),
            ("tiny_cpu_videomamba", "tiny_cpu_videomamba.yaml", "cpu"),
-           ("videomamba_middle_16x224", "videomamba_m16.yaml", "meta")]
+           ("videomamba_middle_16x224", "videomamba_m16.yaml", "meta"),
+           ("tiny_cpu_av", "tiny_cpu_av.yaml", "cpu"), ("av_vit_base_16x224", "av_vitb16.yaml", "meta")]
 
 
 def measure(name, file, device, batch=1):

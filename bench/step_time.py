@@ -1,6 +1,6 @@
 """CPU time of one training step of a pretraining config, by phase (by default configs/pretrain/tiny_cpu.yaml
-and configs/pretrain/tiny_cpu_videomamba.yaml, whose figures carry the prefix `videomamba_`), plus same-run
-ratios: VideoMamba's step vs the ViT's, patch embedding once per clip vs once per mask (the official encoder
+configs/pretrain/tiny_cpu_videomamba.yaml and configs/pretrain/tiny_cpu_av.yaml, whose figures carry the prefixes
+`videomamba_` and `av_`), plus same-run ratios: VideoMamba's and AV-JEPA's steps vs the ViT's, patch embedding once per clip vs once per mask (the official encoder
 wrapper), and uint8 augmentation vs the official float32-at-source-resolution path. The phases are any recipe's:
 its loss and backward (`trainer.task.micro_step`), the target encoder's forward inside the loss timed by hooks on
 it. With --engines, also the step time of whole runs per engine at world size 1 and 2 (gloo, started with
@@ -119,8 +119,8 @@ def engine_step_times(config: Path, csv: str, tmp: Path, steps: int = 16) -> dic
 
 
 # the default run: (JSON key prefix, config, options of its synthetic videos); "" is the one the ratios are against.
-# AV-JEPA, once its config is in: ("av_", "tiny_cpu_av.yaml", {"audio": True})
-DEFAULT_RUNS = [("", "tiny_cpu.yaml", {}), ("videomamba_", "tiny_cpu_videomamba.yaml", {})]
+DEFAULT_RUNS = [("", "tiny_cpu.yaml", {}), ("videomamba_", "tiny_cpu_videomamba.yaml", {}),
+                ("av_", "tiny_cpu_av.yaml", {"audio": True})]
 
 
 def phase_medians(config: Path, csv: str, folder: str, steps: int, warmup: int, embed_ratio: bool):

@@ -8,8 +8,11 @@ from jepa_scale.data.batch import Batch, Masks
 
 
 def example_input(cfg, key: str, batch: int, device) -> torch.Tensor:
-    """Random input under `key`: "image" [B, 3, H, W], "video" or "video@{frames}" [B, 3, T, H, W]."""
+    """Random input under `key`: "image" [B, 3, H, W], "video" or "video@{frames}" [B, 3, T, H, W], "audio" (AV-JEPA's
+    spectrogram) [B, 1, mel bins, time frames]."""
     d = cfg.data
+    if key == "audio":
+        return torch.randn(batch, 1, cfg.audio.n_mels, cfg.audio.num_frames, device=device)
     if key == "image":
         return torch.randn(batch, 3, d.crop_size, d.crop_size, device=device)
     frames = int(key.split("@")[1]) if "@" in key else d.num_frames
