@@ -2,7 +2,8 @@
 `pretrain`) and the V-JEPA 2 one (`experiment`, `model_kwargs`), each for video and for image classification.
 
 Field names are the official keys, so the official files load unchanged; our additions are the `probe:` and
-`distributed:` sections and the model overrides beside `model_name`. What the keys *mean* (the V1 frame step read
+`distributed:` sections, the model overrides beside `model_name`, and a V1 video eval's `audio:` section (an
+AV-JEPA backbone: pretraining's own `AudioConfig`, so the spectrograms are the ones it was trained on). What the keys *mean* (the V1 frame step read
 from `pretrain:`, the output folder, the head grid) is resolved once, in `jepa_scale.evals.spec`.
 """
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from jepa_scale.config.avjepa_schema import AudioConfig, AVJEPAConfig
 from jepa_scale.config.schema import DistributedConfig
 
 EVAL_NAMES = ("video_classification_frozen", "image_classification_frozen")
+PROBE_INPUTS = ("video", "audio", "both")  # what the encoder sees of a clip (probe.inputs)
 _SLURM = ("the job layout, read by launch/slurm.py and launch/submit.py; a run itself uses the processes its "
           "launcher started")
 _V1_NO_EFFECT = "passed to the official V1 ViT, which swallows it (no effect there either)"
@@ -53,6 +56,9 @@ class ProbeConfig:  # ours
     keep_latest: int = 2
     overwrite: bool = False
     max_train_batches: Optional[int] = None  # per epoch, for smoke tests and benchmarks (null: the whole set)
+    # video | audio | both (jointly, one token sequence): what of each clip the encoder sees; audio needs an AV
+    # backbone (an `audio:` section)
+    inputs: str = "video"
 
 
 @dataclass
@@ -118,6 +124,7 @@ class V1Pretrain(EncoderOverrides):
     folder: str = ""
     checkpoint: str = "jepa-latest.pth.tar"
     write_tag: str = "jepa"
+    modality_embed: bool = False  # ours: an AV-JEPA backbone trained with model.modality_embed (needs audio:)
 
 
 @dataclass
@@ -150,6 +157,10 @@ class _Root:
              f"a probe runs on auto, single or ddp (the frozen encoder is replicated), got "
              f"{self.distributed.engine!r}")
         need(self.distributed.collective_timeout_s > 0, "distributed.collective_timeout_s", "must be positive")
+        need(p.inputs in PROBE_INPUTS, "probe.inputs", f"must be one of {', '.join(PROBE_INPUTS)}, got {p.inputs!r}")
+        # only a V1 video root has an `audio:` section; the others never see sound
+        need(p.inputs == "video" or getattr(self, "audio", None) is not None, "probe.inputs",
+             f"{p.inputs!r} needs an audio-visual backbone: add the AV-JEPA run's `audio:` section (V1 video evals)")
         self._problems(need)
         return out
 
@@ -185,11 +196,24 @@ def _optim_problems(need, prefix: str, o):
     need(o.batch_size > 0, f"{prefix}.batch_size", "must be positive")
 
 
+def _av_backbone_problems(need, audio: AudioConfig | None, pt: V1Pretrain):
+    if audio is None:
+        need(not pt.modality_embed, "pretrain.modality_embed", "is an AV-JEPA encoder option: it needs the run's "
+                                                               "`audio:` section")
+        return
+    from jepa_scale.models.videomamba import MAMBA_PRESETS
+
+    need(pt.model_name not in MAMBA_PRESETS, "pretrain.model_name",
+         f"{pt.model_name!r} is a VideoMamba backbone: an `audio:` section describes AV-JEPA's joint ViT")
+    AVJEPAConfig(audio=audio)._audio_problems(need)  # pretraining's own checks, keys named audio.*
+
+
 @dataclass
 class EvalV1VideoConfig(_Root):
     data: V1VideoData = field(default_factory=V1VideoData)
     optimization: V1VideoOptimization = field(default_factory=V1VideoOptimization)
     pretrain: V1Pretrain = field(default_factory=V1Pretrain)
+    audio: Optional[AudioConfig] = None  # ours: the AV-JEPA run's section; null: a video-only backbone
     schema, modality = "v1", "video"
 
     def _problems(self, need):
@@ -200,6 +224,7 @@ class EvalV1VideoConfig(_Root):
         need(o.resolution % pt.patch_size == 0, "optimization.resolution",
              f"{o.resolution} is not divisible by pretrain.patch_size={pt.patch_size}")
         need(pt.frame_step > 0, "pretrain.frame_step", "must be positive")
+        _av_backbone_problems(need, self.audio, pt)
 
 
 @dataclass
@@ -219,6 +244,7 @@ class EvalV1ImageConfig(_Root):
         # frames_per_clip 1 is an image backbone (I-JEPA's 2-D ViT): the images go in as they are
         need(self.pretrain.frames_per_clip > 0, "pretrain.frames_per_clip", "must be positive")
         _backbone_problems(need, "pretrain", self.pretrain)
+        _av_backbone_problems(need, None, self.pretrain)
 
 
 # -- V-JEPA 2

@@ -4,7 +4,8 @@ Frames are chosen by the official eval sampling (`clip_indices(..., allow_clip_o
 `num_segments` windows get one window per segment (its end random when `random_clip_sampling`, as the official
 eval leaves it); shorter ones get overlapping windows spread over the video. Every random draw of sample `i`
 (clip windows, augmentation, replacement) comes from `eval_sample_rng(seed, epoch, i)`, so a sample is the same
-whichever worker or rank loads it, and after a resume.
+whichever worker or rank loads it, and after a resume. With an `audio` reader (an AV-JEPA backbone) each segment
+also gets the sound of exactly its time window, as pretraining's clip gets its own.
 
 A sample that cannot be loaded (a VideoError: missing, unreadable, too few frames...) is replaced by another one
 drawn from the same generator, as the official loader does, but never silently: each failure is counted by
@@ -153,6 +154,12 @@ class LabelledClips(ReplacingDataset):
     `transform(frames uint8 [T, H, W, 3], rng) -> list[num_views] of float [3, T, crop, crop]`, called once per
     segment (segments are augmented independently). `clip_duration` (seconds) replaces `frame_step` by
     `frame_step_for_duration` of each video's fps (`ceil_fps`: V-JEPA 2's rounding).
+
+    `audio(record, start s, end s) -> [1, F, T]` (a `ClipAudio`) adds each segment's sound, read for exactly that
+    segment's window (its first frame to just after its last, as pretraining's window): every view of the segment
+    is then {"video": view, "audio": sound}. `video=False` (audio only) gives each segment one view {"audio":
+    sound} and decodes no frame: the windows come from the header. A record without usable audio raises
+    VideoError in the reader, so it is replaced and counted like a bad video.
     """
 
     what = "videos"
@@ -160,15 +167,19 @@ class LabelledClips(ReplacingDataset):
     def __init__(self, records: list[VideoRecord], frames_per_clip: int, frame_step: int, num_segments: int,
                  transform: Transform, seed: int, clip_duration: float | None = None,
                  random_clip_sampling: bool = True, decoder=None,
-                 max_consecutive_failures: int = MAX_CONSECUTIVE_FAILURES, ceil_fps: bool = False):
+                 max_consecutive_failures: int = MAX_CONSECUTIVE_FAILURES, ceil_fps: bool = False,
+                 audio: Callable | None = None, video: bool = True):
         super().__init__(records, seed, max_consecutive_failures)
         if min(frames_per_clip, frame_step, num_segments) < 1:
             raise ValueError(f"frames_per_clip, frame_step and num_segments must be positive, got "
                              f"{frames_per_clip}, {frame_step}, {num_segments}")
+        if not video and audio is None:
+            raise ValueError("video=False (audio only) needs an audio reader")
         self.frames_per_clip, self.frame_step, self.num_segments = frames_per_clip, frame_step, num_segments
         self.transform, self.clip_duration, self.ceil_fps = transform, clip_duration, ceil_fps
         self.random_clip_sampling = random_clip_sampling
         self.decoder = decoder or PyAVDecoder()
+        self.audio, self.video = audio, video
 
     @classmethod
     def from_csv(cls, csv_paths: list[str], **kwargs) -> LabelledClips:
@@ -196,42 +207,80 @@ class LabelledClips(ReplacingDataset):
             raise VideoError(f"too few frames ({num_frames}) for {self.num_segments} clips")
         return idx
 
-    def _frames(self, rec: VideoRecord, rng: np.random.Generator) -> np.ndarray:
-        """uint8 [num_segments * T, H, W, 3]."""
+    def _frames(self, rec: VideoRecord, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
+        """(uint8 [num_segments * T, H, W, 3], their frame indices, the video's frame rate)."""
         if rec.unusable:
             raise VideoError(rec.unusable)
-        fps = {}
+        picked = {}
+
+        def choose(num_frames: int, fps: float) -> np.ndarray:
+            picked["indices"], picked["fps"] = self._indices(num_frames, fps, rng), fps
+            return picked["indices"]
+
         if rec.offset >= 0:  # a shard sample: frame count and rate were measured when the shard was made
             try:
                 src = rec.read_bytes()
             except OSError as e:
                 raise VideoError(f"unreadable shard ({e})") from None
-            return self.decoder.clip(src, self._indices(rec.num_frames, rec.fps, rng))
+            frames = self.decoder.clip(src, choose(rec.num_frames, rec.fps))
+            return frames, picked["indices"], picked["fps"]
         try:
-            frames, _ = self.decoder.probe_and_clip(
-                rec.path, lambda info: self._indices(info.num_frames, fps.setdefault("fps", info.fps), rng))
-            return frames
+            frames, _ = self.decoder.probe_and_clip(rec.path, lambda info: choose(info.num_frames, info.fps))
         except VideoError as e:
             if not e.true_frames:
                 raise
             # the header overstated the length: sample again within the frames that exist
-            return self.decoder.clip(rec.path, self._indices(e.true_frames, fps["fps"], rng))
+            frames = self.decoder.clip(rec.path, choose(e.true_frames, picked["fps"]))
+        return frames, picked["indices"], picked["fps"]
 
-    def _load(self, rec: VideoRecord, rng: np.random.Generator) -> list[list[torch.Tensor]]:
-        frames = torch.from_numpy(self._frames(rec, rng))
-        T = self.frames_per_clip
-        return [checked_views(self.transform(frames[s * T:(s + 1) * T], rng), rec.source)
-                for s in range(self.num_segments)]
+    def _header_indices(self, rec: VideoRecord, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+        """The frame indices of the segments and the frame rate, from the header alone (nothing is decoded)."""
+        if rec.unusable:
+            raise VideoError(rec.unusable)
+        if rec.offset >= 0:
+            return self._indices(rec.num_frames, rec.fps, rng), rec.fps
+        info = self.decoder.probe(rec.path)
+        return self._indices(info.num_frames, info.fps, rng), info.fps
+
+    def _sounds(self, rec: VideoRecord, indices: np.ndarray, fps: float) -> list[torch.Tensor]:
+        return [self.audio(rec, start, end) for start, end in segment_windows(indices, self.frames_per_clip, fps)]
+
+    def _load(self, rec: VideoRecord, rng: np.random.Generator) -> list[list]:
+        if not self.video:
+            indices, fps = self._header_indices(rec, rng)
+            return [[{"audio": sound}] for sound in self._sounds(rec, indices, fps)]
+        frames, indices, fps = self._frames(rec, rng)
+        sounds = self._sounds(rec, indices, fps) if self.audio else None  # a failed read skips the augmentation
+        frames, T = torch.from_numpy(frames), self.frames_per_clip
+        segments = [checked_views(self.transform(frames[s * T:(s + 1) * T], rng), rec.source)
+                    for s in range(self.num_segments)]
+        if sounds is None:
+            return segments
+        return [[{"video": v, "audio": sound} for v in views] for views, sound in zip(segments, sounds)]
 
 
-def collate_clips(samples: list) -> tuple[list[list[torch.Tensor]], torch.Tensor, torch.Tensor, list[Failure]]:
+def segment_windows(indices: np.ndarray, frames_per_clip: int, fps: float) -> list[tuple[float, float]]:
+    """(start s, end s) of each segment's frames: its first sampled frame to just after its last, the span
+    pretraining's `ClipLoader` takes a clip's audio of."""
+    fps = fps or 1.0  # a video without a frame rate: one frame a second, as in pretraining
+    return [(float(seg[0]) / fps, float(seg[-1] + 1) / fps) for seg in indices.reshape(-1, frames_per_clip)]
+
+
+def collate_clips(samples: list) -> tuple[list[list], torch.Tensor, torch.Tensor, list[Failure]]:
     """Samples of LabelledClips or LabelledImages -> (clips[S][V] of [B, ...] (video [B, 3, T, H, W], image
-    [B, 3, H, W]), labels [B] long, indices [B] long, every sample's `replaced` failures in one list)."""
+    [B, 3, H, W]; with audio a dict of them per modality, audio [B, 1, F, T]), labels [B] long, indices [B] long,
+    every sample's `replaced` failures in one list)."""
     if not samples:
         raise ValueError("collate_clips got no samples")
     first = samples[0][0]
-    clips = [[torch.stack([s[0][seg][v] for s in samples]) for v in range(len(first[seg]))]
+    clips = [[_stack([s[0][seg][v] for s in samples]) for v in range(len(first[seg]))]
              for seg in range(len(first))]
     labels = torch.tensor([s[1] for s in samples], dtype=torch.long)
     indices = torch.tensor([s[2] for s in samples], dtype=torch.long)
     return clips, labels, indices, [f for s in samples for f in s[3]]
+
+
+def _stack(views: list):
+    if isinstance(views[0], dict):
+        return {m: torch.stack([v[m] for v in views]) for m in views[0]}
+    return torch.stack(views)

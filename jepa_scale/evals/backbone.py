@@ -1,6 +1,7 @@
-"""The frozen backbone of an eval: built through the BACKBONES registry from the config's pretrain section, and
-loaded strictly from an official-layout file, one of our run folders (sharded checkpoints exported through the
-checkpointer), or nothing (a randomly initialised backbone, the baseline a probe is compared with)."""
+"""The frozen backbone of an eval: built from the config's pretrain section as pretraining builds it (the BACKBONES
+registry; AV-JEPA's joint encoder for an `audio:` section), and loaded strictly from an official-layout file, one
+of our run folders (sharded checkpoints exported through the checkpointer), or nothing (a randomly initialised
+backbone, the baseline a probe is compared with)."""
 from __future__ import annotations
 
 import logging
@@ -11,16 +12,26 @@ import torch
 import torch.nn as nn
 
 from jepa_scale.checkpoint import CheckpointError, load_strict, read_checkpoint
+from jepa_scale.config.avjepa_schema import AVJEPAConfig
 from jepa_scale.models import BACKBONES
+from jepa_scale.models.audiovisual import build_audiovisual_vit
 
 log = logging.getLogger(__name__)
+
+
+def backbone_builder(cfg):
+    """The function pretraining builds this encoder with. An AV-JEPA config's model_name is a plain ViT preset,
+    which the registry would build video-only: its recipe's joint encoder is built instead."""
+    if isinstance(cfg, AVJEPAConfig):
+        return build_audiovisual_vit
+    return BACKBONES.get(cfg.model.model_name)
 
 
 def build_encoder(spec, seed: int = 0) -> nn.Module:
     """The backbone the spec describes, initialised as pretraining initialises it (seeded)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return BACKBONES.get(spec.encoder_cfg.model.model_name)(spec.encoder_cfg)
+        return backbone_builder(spec.encoder_cfg)(spec.encoder_cfg)
 
 
 def read_pretrained(path: str | Path) -> dict:

@@ -5,6 +5,9 @@ Train order is the official one (torch's DistributedSampler: a permutation per e
 ranks); validation gives every rank every world_size-th sample, unpadded, so the per-sample top-1 counts each
 sample once. A sample's clips and augmentation are a function of (seed, epoch, index), so a resumed epoch sees
 the same inputs as an uninterrupted one.
+
+An audio-visual backbone (an AV-JEPA run) sees what `probe.inputs` chooses of each clip: its video, the sound of its
+window (a spectrogram per segment), or both in one joint sequence; the probe attends to every token it returns.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from jepa_scale.data.audio_clips import ClipAudio
 from jepa_scale.data.eval_transforms import (ImageEvalTransform, ImageTrainTransform, VideoEvalTransform,
                                              VideoTrainTransform)
 from jepa_scale.data.image_folder import LabelledImages, image_records
@@ -48,7 +52,8 @@ def labelled_dataset(spec, split: str) -> Dataset:
     random_clips = (spec.probe.train_augment if split == "train" else spec.probe.official_val_clip_sampling)
     kwargs = dict(frames_per_clip=spec.frames_per_clip, frame_step=spec.frame_step, num_segments=segments,
                   transform=_transform(spec, split), seed=seed, clip_duration=spec.clip_duration,
-                  random_clip_sampling=random_clips, ceil_fps=spec.ceil_fps)
+                  random_clip_sampling=random_clips, ceil_fps=spec.ceil_fps,
+                  audio=ClipAudio(spec.audio) if spec.reads_audio else None, video=spec.reads_video)
     if Path(path).is_dir():
         return LabelledClips.from_shards([path], **kwargs)
     return LabelledClips.from_csv([path], **kwargs)
@@ -83,22 +88,42 @@ def batches_per_epoch(n: int, world: int, batch_size: int) -> int:
     return math.ceil(math.ceil(n / world) / batch_size)
 
 
-def encode(encoder, spec, clips: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+def encode(encoder, spec, clips: list[list]) -> list[torch.Tensor]:
     """The probe's inputs of a batch: one [B, N, D] token tensor per output (view, or view x segment)."""
     if spec.modality == "image":
         if spec.frames_per_clip == 1:  # an image backbone (2-D patches): the images as they are
             return [encoder(v) for v in clips[0]]
         return [encoder(image_as_video(v, spec.frames_per_clip)) for v in clips[0]]
+    if spec.reads_audio:
+        return encode_av_clips(encoder, clips, spec.attend_across_segments, spec.audio_tokens)
     return encode_clips(encoder, clips, spec.attend_across_segments, spec.encoder_cfg.data.tubelet_size)
+
+
+def encode_av_clips(encoder, clips: list[list[dict]], attend_across_segments: bool,
+                    audio_tokens: int) -> list[torch.Tensor]:
+    """`encode_clips` for an audio-visual encoder: clips[segment][view] is {modality: [B, ...]} (audio only: one
+    view). All S x V clips go through the encoder in one call, each clip's modalities jointly. Across segments a
+    view's tokens are its segments' video tokens, segment 0 first (what `encode_clips` joins along time), then their
+    audio tokens in the same order: the model's [video, audio] layout, per view."""
+    S, V = len(clips), len(clips[0])
+    B = next(iter(clips[0][0].values())).shape[0]
+    joint = {m: torch.cat([view[m] for seg in clips for view in seg]) for m in clips[0][0]}
+    per_clip = encoder(joint).split(B)  # item s*V + v: [B, N_video + N_audio, D]
+    by_view = [[per_clip[s * V + v] for s in range(S)] for v in range(V)]
+    if not attend_across_segments:
+        return [o for view in by_view for o in view]
+    n_video = per_clip[0].shape[1] - audio_tokens
+    return [torch.cat([o[:, :n_video] for o in view] + [o[:, n_video:] for o in view], dim=1) for view in by_view]
 
 
 def output_shape(spec, encoder, split: str) -> tuple[int, int, int]:
     """(outputs, tokens, dim) of one sample's features, as `encode` returns them."""
     p = spec.encoder_cfg.data
-    per_clip = max(1, spec.frames_per_clip // p.tubelet_size) * (spec.resolution // p.patch_size) ** 2
-    views = spec.num_views if split == "val" else 1
+    video = max(1, spec.frames_per_clip // p.tubelet_size) * (spec.resolution // p.patch_size) ** 2
     if spec.modality == "image":
-        return views, per_clip, encoder.embed_dim
+        return (spec.num_views if split == "val" else 1), video, encoder.embed_dim
+    per_clip = (video if spec.reads_video else 0) + (spec.audio_tokens if spec.reads_audio else 0)
+    views = spec.num_views if split == "val" and spec.reads_video else 1  # a sound has no spatial views
     segments = spec.num_segments if (split == "val" or spec.attend_across_segments) else 1
     if spec.attend_across_segments:
         return views, segments * per_clip, encoder.embed_dim
@@ -121,10 +146,17 @@ class EncodedBatches:
         dev = self.engine.device
         for clips, labels, idx, failed in loader:
             self.failures += failed
-            clips = [[c.to(dev, non_blocking=True) for c in seg] for seg in clips]
+            clips = [[_to_device(c, dev) for c in seg] for seg in clips]
             with torch.no_grad(), self.autocast():
                 features = encode(self.encoder, self.spec, clips)
             yield [f.float() for f in features], labels.to(dev), idx
+
+
+def _to_device(clip, device):
+    """A clip batch (a tensor, or {modality: tensor} with audio) on the device."""
+    if isinstance(clip, dict):
+        return {m: t.to(device, non_blocking=True) for m, t in clip.items()}
+    return clip.to(device, non_blocking=True)
 
 
 class CachedBatches:

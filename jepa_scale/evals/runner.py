@@ -249,9 +249,12 @@ def _input_settings(spec, split: str) -> dict:
     keys = ("modality", "resolution", "frames_per_clip", "frame_step", "clip_duration", "ceil_fps", "num_segments",
             "num_views", "attend_across_segments", "normalization")
     enc = spec.encoder_cfg
+    # the front end (rate, FFT, hop...) changes the spectrograms, not the weights the key also hashes
+    audio = dataclasses.asdict(spec.audio) if spec.reads_audio else None
     return {**{k: getattr(spec, k) for k in keys}, "split": split, "seed": spec.probe.seed,
             "train_augment": spec.probe.train_augment, "random_val_clips": spec.probe.official_val_clip_sampling,
-            "model": dataclasses.asdict(enc.model), "data": dataclasses.asdict(enc.data)}
+            "model": dataclasses.asdict(enc.model), "data": dataclasses.asdict(enc.data), "inputs": spec.inputs,
+            "audio": audio}
 
 
 def _progress(items, rank: int, desc: str, total: int):

@@ -8,9 +8,11 @@ of heads with one group each and no clipping, `use_bfloat16` means float16 in th
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from jepa_scale.config.avjepa_schema import AVJEPAConfig
 from jepa_scale.config.schema import PretrainConfig
 
 V1_FINAL_WD = 1e-6  # the official V1 eval never passes final_wd: its optimiser factory's default applies
@@ -52,7 +54,8 @@ class EvalSpec:
     probe_num_heads: int | None  # None: the encoder's
     decay_norms_and_biases: bool  # V2: one group per head, decayed whole; V1: biases and 1-D params excluded
     clip_grad: float | None
-    encoder_cfg: PretrainConfig  # builds the backbone through the registry
+    encoder_cfg: PretrainConfig  # builds the backbone (an AVJEPAConfig for an audio-visual one)
+    inputs: str  # video | audio | both: what of each clip the encoder sees (probe.inputs)
     checkpoint: str  # the pretrained file ("" for none)
     checkpoint_from: str  # the config keys that name it (for messages)
     checkpoint_key: str
@@ -67,15 +70,35 @@ class EvalSpec:
     probe: object  # the config's probe: section (ours)
     distributed: object
 
+    @property
+    def audio(self):
+        """The spectrogram settings of an audio-visual backbone (its pretraining `audio:` section), else None."""
+        return getattr(self.encoder_cfg, "audio", None)
+
+    @property
+    def reads_video(self) -> bool:
+        return self.inputs in ("video", "both")
+
+    @property
+    def reads_audio(self) -> bool:
+        return self.inputs in ("audio", "both")
+
+    @property
+    def audio_tokens(self) -> int:
+        """Tokens of one segment's spectrogram (the backbone's audio grid)."""
+        return math.prod(self.encoder_cfg.audio_grid)
+
 
 def encoder_config(model_name: str, overrides, *, resolution: int, frames: int, tubelet: int, patch: int,
-                   uniform_power: bool, use_rope: bool, use_sdpa: bool) -> PretrainConfig:
-    """A pretraining config whose model/data sections describe the eval's backbone, so the BACKBONES registry
-    builds it exactly as pretraining does."""
-    base = PretrainConfig()
+                   uniform_power: bool, use_rope: bool, use_sdpa: bool, audio=None,
+                   modality_embed: bool = False) -> PretrainConfig:
+    """A pretraining config whose model/data sections describe the eval's backbone, so it is built exactly as
+    pretraining builds it. With an `audio:` section: an AV-JEPA config (its joint encoder, sized by that section)."""
+    base, av = (AVJEPAConfig(audio=audio), {"modality_embed": modality_embed}) if audio is not None else \
+        (PretrainConfig(), {})
     model = dataclasses.replace(base.model, model_name=model_name, uniform_power=uniform_power, use_rope=use_rope,
                                 embed_dim=overrides.embed_dim, depth=overrides.depth, num_heads=overrides.num_heads,
-                                mlp_ratio=overrides.mlp_ratio, attention="sdpa" if use_sdpa else "math")
+                                mlp_ratio=overrides.mlp_ratio, attention="sdpa" if use_sdpa else "math", **av)
     data = dataclasses.replace(base.data, crop_size=resolution, num_frames=frames, tubelet_size=tubelet,
                                patch_size=patch)
     meta = dataclasses.replace(base.meta, use_sdpa=use_sdpa)
@@ -113,7 +136,9 @@ def _v1(cfg) -> EvalSpec:
         probe_num_heads=None, decay_norms_and_biases=False, clip_grad=1.0,
         encoder_cfg=encoder_config(pt.model_name, pt, resolution=resolution, frames=pt.frames_per_clip,
                                    tubelet=pt.tubelet_size, patch=pt.patch_size, uniform_power=pt.uniform_power,
-                                   use_rope=False, use_sdpa=True),
+                                   use_rope=False, use_sdpa=True, audio=getattr(cfg, "audio", None),
+                                   modality_embed=pt.modality_embed),
+        inputs=p.inputs,
         checkpoint=str(Path(pt.folder) / pt.checkpoint) if pt.folder else "",
         checkpoint_from="pretrain.folder and pretrain.checkpoint", checkpoint_key=pt.checkpoint_key,
         key_fallback="encoder", folder=folder, csv_tag=pt.write_tag,
@@ -141,8 +166,8 @@ def _v2(cfg) -> EvalSpec:
         encoder_cfg=encoder_config(enc.model_name, enc, resolution=d.resolution, frames=frames,
                                    tubelet=enc.tubelet_size, patch=enc.patch_size, uniform_power=enc.uniform_power,
                                    use_rope=enc.use_rope, use_sdpa=enc.use_sdpa),
-        checkpoint=mk.checkpoint, checkpoint_from="model_kwargs.checkpoint", checkpoint_key=enc.checkpoint_key,
-        key_fallback=None,
+        inputs=p.inputs, checkpoint=mk.checkpoint, checkpoint_from="model_kwargs.checkpoint",
+        checkpoint_key=enc.checkpoint_key, key_fallback=None,
         folder=Path(p.output_folder or Path(cfg.folder) / cfg.eval_name / cfg.tag), csv_tag="log",
         latest_name="latest.pt", resume=cfg.resume_checkpoint, val_only=cfg.val_only or p.val_only,
         amp=_amp(o.use_bfloat16, p), num_workers=cfg.num_workers if video else 8, probe=p,
