@@ -192,7 +192,12 @@ class LabelledClips(ReplacingDataset):
         from jepa_scale.data.shards.source import read_shard_datasets
 
         datasets, _ = read_shard_datasets(list(dirs))
-        return cls([r for ds in datasets for r in ds], **kwargs)
+        records = [r for ds in datasets for r in ds]
+        subsampled = next((r for r in records if r.keep_every > 1), None)
+        if subsampled is not None:  # the eval protocol's frame indices are the original video's
+            raise DataError(f"{subsampled.source}: made with make_shards --keep-every {subsampled.keep_every}; an "
+                            f"eval reads shards made without it (the official eval sampling needs every frame)")
+        return cls(records, **kwargs)
 
     def _indices(self, num_frames: int, fps: float, rng: np.random.Generator) -> np.ndarray:
         step = self.frame_step

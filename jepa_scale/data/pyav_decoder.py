@@ -120,11 +120,13 @@ class PyAVDecoder:
         with container:
             return self._checked_info(container, stream)
 
-    def clip(self, path, indices) -> np.ndarray:
-        """uint8 [len(indices), H, W, 3] for the given frame indices (any order, repeats allowed)."""
+    def clip(self, path, indices, keyframes=()) -> np.ndarray:
+        """uint8 [len(indices), H, W, 3] for the given frame indices (any order, repeats allowed). `keyframes`:
+        the display indices of the video's keyframes when known (shards record them), to skip whole groups of
+        pictures; they must start closed GOPs (x264/x265/libvpx's default: make_shards' encodes)."""
         container, stream = _open(path)
         with container:
-            return self._decode(container, stream, indices)
+            return self._decode(container, stream, indices, keyframes)
 
     def probe_and_clip(self, path, choose) -> tuple[np.ndarray, VideoInfo]:
         """Open once: read the header, let `choose(info)` pick the frame indices, decode them."""
@@ -133,17 +135,18 @@ class PyAVDecoder:
             info = self._checked_info(container, stream)
             return self._decode(container, stream, choose(info)), info
 
-    def _decode(self, container, stream, indices) -> np.ndarray:
+    def _decode(self, container, stream, indices, keyframes=()) -> np.ndarray:
         indices = np.asarray(indices, dtype=np.int64)
         if self.threads > 1:
             stream.thread_type = "AUTO"
             stream.codec_context.thread_count = self.threads
         wanted = np.unique(indices)
         got = None
-        if wanted[0] >= SEQUENTIAL_BELOW:
-            got = self._decode_after_seek(container, stream, wanted)
+        if wanted[0] >= SEQUENTIAL_BELOW or len(keyframes):
+            got = self._decode_after_seek(container, stream, wanted, keyframes)
         if got is None:
             container.seek(0)
+            stream.codec_context.skip_frame = "DEFAULT"
             got = self._decode_sequential(container, stream, wanted)
         return np.stack([got[int(i)] for i in indices])
 
@@ -160,7 +163,7 @@ class PyAVDecoder:
         raise VideoError(f"has {last + 1} frames, fewer than the header says", true_frames=last + 1)
 
     @staticmethod
-    def _decode_after_seek(container, stream, wanted):
+    def _decode_after_seek(container, stream, wanted, keyframes=()):
         """None when timestamps cannot be trusted (the caller then decodes sequentially)."""
         fps, tb = _rate(stream), stream.time_base
         if not fps or not tb:
@@ -176,16 +179,73 @@ class PyAVDecoder:
             container.seek(target_pts, backward=True, any_frame=False, stream=stream)
         except av.error.FFmpegError:
             return None
+        plan = PacketPlan(wanted, keyframes, stream.codec_context)
         got, want, first = {}, set(wanted.tolist()), True
-        for frame in _frames(container, stream):
-            if frame.pts is None:
+        for packet in container.demux(stream):
+            if not plan.feed(packet, to_index):
+                continue
+            if plan.broken:
                 return None
-            i = to_index(frame.pts)
-            if first and i > wanted[0]:
-                return None  # the seek landed past the target
-            first = False
-            if i in want and i not in got:
-                got[i] = _rgb(frame)
-                if len(got) == len(want):
-                    return got
+            for frame in _decoded(packet):
+                if frame.pts is None:
+                    return None
+                i = to_index(frame.pts)
+                if first and i > wanted[0]:
+                    return None  # the seek landed past the target
+                first = False
+                if i in want and i not in got:
+                    got[i] = _rgb(frame)
+                    if len(got) == len(want):
+                        return got
         return None  # ran out (or timestamps skipped indices): let the sequential decode count frames
+
+
+def _decoded(packet):
+    try:
+        return packet.decode()
+    except av.error.FFmpegError:  # a corrupt packet: skip it, keep decoding
+        return ()
+
+
+class PacketPlan:
+    """Which packets a clip needs decoded, decided per packet from its frame index (exact: every skipped packet
+    is one no wanted frame depends on).
+
+    - A frame the clip does not show is sent with `skip_frame = NONREF` (H.264/HEVC): the decoder drops it if
+      nothing references it (make_shards --bframes: every B-frame) and decodes it otherwise.
+    - With the keyframes known: a group of pictures without a wanted frame is not sent at all (closed GOPs: no
+      later frame refers into it); without B-frames (decode order = display order) neither are the frames after
+      a GOP's last wanted one.
+    """
+
+    NONREF_CODECS = ("h264", "hevc")
+
+    def __init__(self, wanted: np.ndarray, keyframes, codec_context):
+        self.ctx = codec_context
+        self.nonref = codec_context.name in self.NONREF_CODECS
+        self.want = set(wanted.tolist())
+        self.keyframes = np.asarray(keyframes, dtype=np.int64)
+        self.tail_skip = len(self.keyframes) > 0 and not codec_context.has_b_frames
+        # the last wanted frame of each GOP that has one (GOP g starts at keyframes[g])
+        gops = np.searchsorted(self.keyframes, wanted, side="right") - 1 if len(self.keyframes) else []
+        self.last_in_gop = {int(g): int(i) for g, i in zip(gops, wanted)}
+        self.broken, self.mode = False, "DEFAULT"
+
+    def feed(self, packet, to_index) -> bool:
+        """False: do not decode this packet. Sets `broken` when the keyframes given are not the stream's."""
+        if packet.pts is None:
+            return True  # the end-of-stream flush
+        i = to_index(packet.pts)
+        if len(self.keyframes):
+            g = int(np.searchsorted(self.keyframes, i, side="right")) - 1
+            if i == self.keyframes[max(g, 0)] and not packet.is_keyframe:
+                self.broken = True  # the metadata's keyframes are wrong: decode the plain way
+                return True
+            last = self.last_in_gop.get(g)
+            if last is None or (self.tail_skip and i > last):
+                return False
+        if self.nonref:
+            mode = "DEFAULT" if i in self.want else "NONREF"
+            if mode != self.mode:
+                self.ctx.skip_frame, self.mode = mode, mode
+        return True

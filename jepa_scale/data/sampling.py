@@ -61,3 +61,17 @@ def _overlapping_clip(num_video_frames: int, frames_per_clip: int, frame_step: i
     # only reached with num_clips > 1 when the video is longer than one window (else partition_len > clip_len)
     clip_step = (num_video_frames - clip_len) // (num_clips - 1) if num_video_frames > clip_len else 0
     return idx + i * clip_step
+
+
+def snap_to_stored(indices: np.ndarray, keep_every: int, stored_frames: int) -> np.ndarray:
+    """Official clip indices drawn on an original video -> indices into its `make_shards --keep-every K` copy, which
+    holds original frames 0, K, 2K, ...: each is the stored frame nearest in time (ties to the even one, so the
+    rounding has no bias), clamped to the last stored frame.
+
+    Not exact, and no subsampling can be: the official indices start + floor(j * fpc * step / (fpc - 1)) do not lie
+    on any grid coarser than one frame. What is kept: the draw itself (the window's position, the same random
+    numbers, so the crop and flip that follow are the official ones too), and every frame's time is within K/2
+    frames of the official one (up to K - 1 for the video's last frames when its length is not a multiple of K),
+    with mean offset 0. Tested in tests/test_data_fast_path.py.
+    """
+    return np.minimum(np.rint(np.asarray(indices) / keep_every).astype(np.int64), stored_frames - 1)

@@ -9,7 +9,7 @@ import torch
 
 from jepa_scale.config.schema import dali_unsupported
 from jepa_scale.data.csv_source import DataError, VideoRecord, read_video_lists
-from jepa_scale.data.shards.source import read_shard_datasets, shard_codec
+from jepa_scale.data.shards.source import read_shard_datasets, shard_codec, shard_keep_every
 from jepa_scale.distributed.env import local_processes
 
 log = logging.getLogger(__name__)
@@ -36,14 +36,27 @@ def resolve_decoder(data_cfg) -> str:
     if data_cfg.decoder != "auto":
         if data_cfg.decoder == "dali" and not data_cfg.shards:
             raise DataError("data.decoder=dali reads shards: set data.shards (see data_tools/make_shards.py)")
+        if data_cfg.decoder == "dali" and subsampled_shards(data_cfg.shards):
+            raise DataError(f"data.decoder=dali: {subsampled_shards(data_cfg.shards)[0]} was made with make_shards "
+                            f"--keep-every, whose clips only the PyAV path draws on the original frames: use "
+                            f"data.decoder: pyav, or shards made without --keep-every")
         return data_cfg.decoder
     dali = importlib.util.find_spec("nvidia") is not None and importlib.util.find_spec("nvidia.dali") is not None
     if not (data_cfg.shards and dali and torch.cuda.is_available()):
+        return "pyav"
+    if subsampled_shards(data_cfg.shards):
+        log.info("video decoding: PyAV, since %s was made with make_shards --keep-every (DALI would sample its "
+                 "stored frames as if they were the original ones)", subsampled_shards(data_cfg.shards)[0])
         return "pyav"
     for key, why in dali_unsupported(data_cfg):
         log.info("video decoding: PyAV, since DALI would not apply %s (%s)", key, why)
         return "pyav"
     return "dali"
+
+
+def subsampled_shards(shard_dirs: list[str]) -> list[str]:
+    """The shard folders made with make_shards --keep-every K > 1."""
+    return [folder for folder in shard_dirs if shard_keep_every(folder) > 1]
 
 
 DALI_CPU_CODECS = ("vp8", "vp9", "mjpeg")  # what DALI's CPU video decoder reads; H.264/HEVC need NVDEC

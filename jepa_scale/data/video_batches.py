@@ -27,7 +27,7 @@ from jepa_scale.data.batch import Batch, video_key
 from jepa_scale.data.csv_source import DataError, VideoRecord
 from jepa_scale.data.pyav_decoder import PyAVDecoder, VideoError
 from jepa_scale.data.sample_order import MicroBatchSlices
-from jepa_scale.data.sampling import clip_indices
+from jepa_scale.data.sampling import clip_indices, snap_to_stored
 from jepa_scale.data.seeds import draw_masks, sample_rng
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,24 @@ class ClipLoader:
             raise VideoError(f"too short ({num_frames} frames < {frames * step})")
         return clip_indices(num_frames, frames, step, d.num_clips, rng)
 
+    def _stored_indices(self, rec, frames: int, rng) -> list[np.ndarray]:
+        """A --keep-every K shard sample: the official draw on the original video, mapped to the stored frames."""
+        k = rec.keep_every
+        step = self.d.frame_step(rec.source_fps, frames)
+        if step % k:
+            raise DataError(f"{rec.source}: made with make_shards --keep-every {k} (its metadata's `keep_every`), "
+                            f"but this config's frame step is {step} (data.sampling_rate, data.fps or "
+                            f"data.clip_duration), not a multiple of {k}: use shards made with a keep_every that "
+                            f"divides the frame step, or without --keep-every")
+        clips = self._indices(rec.source_frames, rec.source_fps, frames, rng)
+        return [snap_to_stored(c, k, rec.num_frames) for c in clips]
+
+    def _decode_shard(self, src: bytes, rec, indices: np.ndarray) -> np.ndarray:
+        keyframes = getattr(rec, "keyframes", ())
+        if keyframes and isinstance(self.decoder, PyAVDecoder):  # lets it skip the GOPs the clip has no frame in
+            return self.decoder.clip(src, indices, keyframes=keyframes)
+        return self.decoder.clip(src, indices)
+
     def __call__(self, rec: VideoRecord, rng: np.random.Generator, frames: int | None = None) -> torch.Tensor:
         return self.load(rec, rng, frames)[0]
 
@@ -66,8 +84,11 @@ class ClipLoader:
 
         src = rec.read_bytes() if rec.offset >= 0 else rec.path
         try:
-            if rec.offset >= 0:  # a shard sample: its frame count was measured when the shard was made
-                frames = self.decoder.clip(src, choose(rec.num_frames, rec.fps))
+            if getattr(rec, "keep_every", 1) > 1:
+                picked["clips"], picked["fps"] = self._stored_indices(rec, T, rng), rec.fps
+                frames = self._decode_shard(src, rec, np.concatenate(picked["clips"]))
+            elif rec.offset >= 0:  # a shard sample: its frame count was measured when the shard was made
+                frames = self._decode_shard(src, rec, choose(rec.num_frames, rec.fps))
             else:  # a file: one open serves the header and the decode
                 frames, _ = self.decoder.probe_and_clip(src, lambda info: choose(info.num_frames, info.fps))
         except VideoError as e:

@@ -22,7 +22,7 @@ import numpy as np
 
 from jepa_scale.data.csv_source import DataError, read_video_csv
 from jepa_scale.data.pyav_decoder import VideoError
-from jepa_scale.data.shards.transcode import AUDIO_MISSING, TranscodeOptions, audio_member, transcode
+from jepa_scale.data.shards.transcode import AUDIO_MISSING, LEGACY_VALUES, TranscodeOptions, audio_member, transcode
 from jepa_scale.data.shards.writer import ShardWriter, is_shard_temp, shard_files, shard_index, temp_name
 
 FAILURES = "failures.jsonl"  # the journal of rows that did not become samples (kept across resumed runs)
@@ -30,6 +30,9 @@ MANIFEST = "manifest.json"
 STATE = "make_shards.json"  # written before anything else: marks the folder as ours and what the run was made of
 STATE_VERSION = 1
 AUDIO_OPTIONS = ("audio", "audio_rate", "audio_missing")  # TranscodeOptions' fields that --audio brings
+# a sample's optional metadata, kept in its json when transcode gives it: keyframes (display indices; the loader
+# skips groups of pictures a clip has no frame in) and keep_every's record of the original frames
+OPTIONAL_META = ("keyframes", "keep_every", "source_frames", "source_fps")
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ def run_state(csvs: list[str], names: list[str], opts: TranscodeOptions, weights
     options = asdict(opts)
     if not opts.audio:
         options = {k: v for k, v in options.items() if k not in AUDIO_OPTIONS}
+    # likewise options added later, at the value that gives what was made before they existed
+    options = {k: v for k, v in options.items() if k not in LEGACY_VALUES or v != LEGACY_VALUES[k]}
     state = {"make_shards": STATE_VERSION,
              "csvs": [{"csv": str(c), "name": n, "sha256": _sha256(c)} for c, n in zip(csvs, names)],
              "options": {**options, "shard_size_mb": shard_size_mb, "weights": weights}}
@@ -151,14 +156,17 @@ def _differences(first: dict, now: dict) -> list[str]:
     return diffs
 
 
+NEGATED = {"fastdecode": "--no-fastdecode", "upscale": "--no-upscale"}  # options whose flag turns them off
+
+
 def _flag(key: str) -> str:
     """The make_shards.py option that sets `key` (messages speak the command line's language)."""
-    return "--no-fastdecode" if key == "fastdecode" else "--" + key.replace("_", "-")
+    return NEGATED.get(key, "--" + key.replace("_", "-"))
 
 
 def _shown(key: str, value) -> str:
-    if key == "fastdecode":
-        value = not value  # the flag is --no-fastdecode
+    if key in NEGATED and value is not None:
+        value = not value  # the flag turns it off
     if isinstance(value, bool):
         return "given" if value else "not given"
     if value is None:
@@ -224,7 +232,7 @@ def _components(job: Job, media: dict[str, bytes], meta: dict) -> tuple[dict, di
     """The sample's tar members (media: `mp4`, and `wav` with --audio) and its sidecar record. The sidecar's
     `members` (offsets) are read back from the tar by the writer, so they always list exactly these."""
     keys = ("fps", "num_frames", "duration", "width", "height", "codec") + (
-        ("audio_rate", "silent_audio") if "wav" in media else ())
+        ("audio_rate", "silent_audio") if "wav" in media else ()) + tuple(k for k in OPTIONAL_META if k in meta)
     info = dict(label=job.label, path=job.path, **{k: meta[k] for k in keys})
     vinfo = np.array([meta["num_frames"], job.label, meta["width"], meta["height"]], dtype="<i4").tobytes()
     comps = {**media, "json": json.dumps(info).encode(), "cls": str(job.label).encode(), "vinfo": vinfo}
