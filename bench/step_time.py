@@ -7,6 +7,15 @@ it. With --engines, also the step time of whole runs per engine at world size 1 
 torchrun; the same global batch). Ends with one JSON line.
 
     python bench/step_time.py [--config CONFIG.yaml] [--csv LIST.csv] [--steps 10] [--engines]
+
+With --vs-eager instead: the fast CPU step (`distributed.cpu_fast_step: true`) against today's plain eager step, for
+tiny_cpu.yaml and for a vit_tiny encoder (12 blocks) with a 12-layer predictor at 16x224 (--config: that config
+alone). Both trainers are built in this process from the same config and seed (same weights, checked), get the
+same batches (drawn once, replayed: same clips and masks), and train in lockstep; after the warm-up steps (the
+compile) rounds of one eager and one fast step alternate, so a busy CPU slows both alike. Prints the median step
+times, their ratio (fast / eager) and the largest loss difference over every step; ends with its own JSON line.
+
+    python bench/step_time.py --vs-eager [--rounds 8] [--warmup 3]
 """
 import argparse
 import contextlib
@@ -151,8 +160,12 @@ def main():
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--engines", action="store_true", help="also time whole runs per engine at world size 1 and 2")
+    p.add_argument("--vs-eager", action="store_true", help="the fast CPU step against the plain eager one")
+    p.add_argument("--rounds", type=int, default=8, help="--vs-eager: interleaved (eager, fast) step pairs")
     args = p.parse_args()
     torch.manual_seed(0)
+    if args.vs_eager:
+        return vs_eager_main(args)
     runs = [("", Path(args.config), {})] if args.config else [
         (prefix, ROOT / "configs/pretrain" / f, opts) for prefix, f, opts in DEFAULT_RUNS]
     figures, steps = {}, {}
@@ -186,6 +199,87 @@ def main():
                     **{f"{k}_vs_single_ratio": round(v / engines["single_w1"], 3) for k, v in engines.items()
                        if k != "single_w1"},
                     "uint8_vs_float32_augment_ratio": round(aug_base / aug_ours, 3)})
+    print(json.dumps(figures))
+
+
+# --vs-eager cases: (JSON key prefix, config, overrides, synthetic video options); the second is a real vit_tiny
+# (12 blocks, the preset's depth) with a 12-layer predictor at 16 frames of 224 px
+VS_EAGER_CASES = [
+    ("tiny_", "tiny_cpu.yaml", [], {}),
+    ("vit_tiny_pred12_16x224_", "tiny_cpu.yaml",
+     ["model.depth=12", "model.pred_depth=12", "data.num_frames=16", "data.crop_size=224", "data.batch_size=2"],
+     {"num_videos": 8, "num_frames": 40, "height": 240, "width": 320}),
+]
+FAST = ["distributed.cpu_fast_step=true"]
+
+
+def twin_trainers(config: Path, overrides: list[str], csv: str, tmp: Path):
+    """(eager trainer, fast trainer) of one config: same seed, so the same initial weights (checked)."""
+    base = [f"data.datasets=[{csv}]", "data.num_workers=0", "logging.tensorboard=false", *overrides]
+    eager = Trainer(load_config(config, base + [f"logging.folder={tmp}/eager"]))
+    fast = Trainer(load_config(config, base + FAST + [f"logging.folder={tmp}/fast"]))
+    for name, module in eager.engine.modules.items():
+        other = fast.engine.modules[name].state_dict()
+        assert all(torch.equal(v, other[k]) for k, v in module.state_dict().items()), f"{name}: weights differ"
+    return eager, fast
+
+
+def lockstep(eager, fast, batches: list, warmup: int, rounds: int) -> dict:
+    """Both trainers step through the same batches; the first `warmup` steps (compile) are not timed; then rounds
+    of one eager and one fast step, in alternating order. -> step seconds of each, losses of each, the fast trainer's warm-up seconds."""
+    def step(trainer, i):
+        t0 = time.perf_counter()
+        scalars, _ = trainer.task.train_step(i, [batches[i % len(batches)]])
+        loss = float(scalars["loss"])  # the host sync: the step is done
+        return time.perf_counter() - t0, loss
+
+    out = {"eager_s": [], "fast_s": [], "eager_loss": [], "fast_loss": [], "fast_warmup_s": 0.0}
+    pair = (("eager", eager), ("fast", fast))
+    for i in range(warmup + rounds):
+        for name, trainer in pair if i % 2 == 0 else pair[::-1]:  # neither always runs first
+            seconds, loss = step(trainer, i)
+            out[f"{name}_loss"].append(loss)
+            if i < warmup:
+                out["fast_warmup_s"] += seconds if name == "fast" else 0.0
+            else:
+                out[f"{name}_s"].append(seconds)
+    return out
+
+
+def vs_eager_case(prefix: str, config: Path, overrides: list[str], video_opts: dict, tmp: Path, args) -> dict:
+    csv = args.csv or str(make_moving_shapes(tmp / f"videos_{prefix}", **{"num_videos": 16, **video_opts}))
+    eager, fast = twin_trainers(config, overrides, csv, tmp / prefix)
+    try:
+        # one batch per step: each step sees new masks (token counts), as in training
+        batches = [next(eager.streams[0]) for _ in range(args.warmup + args.rounds)]
+        r = lockstep(eager, fast, batches, args.warmup, args.rounds)
+    finally:
+        for trainer in (eager, fast):
+            trainer.streams[0].close()
+    t_e, t_f = statistics.median(r["eager_s"]), statistics.median(r["fast_s"])
+    diffs = [abs(a - b) for a, b in zip(r["eager_loss"], r["fast_loss"])]
+    rel = max(d / abs(a) for d, a in zip(diffs, r["eager_loss"]))
+    cfg = eager.cfg
+    print(f"{prefix.rstrip('_')}: {cfg.model.model_name} depth {cfg.model.depth}, predictor depth "
+          f"{cfg.model.pred_depth}, {cfg.data.num_frames}x{cfg.data.crop_size}, batch {cfg.data.batch_size}, "
+          f"{torch.get_num_threads()} threads; median of {args.rounds} interleaved rounds after {args.warmup} "
+          f"warm-up steps ({r['fast_warmup_s']:.1f} s for the fast step, compile included)")
+    print(f"  eager {t_e * 1000:8.1f} ms   fast {t_f * 1000:8.1f} ms   ratio {t_f / t_e:.3f}")
+    print(f"  losses over {len(diffs)} steps: max |diff| {max(diffs):.3g} (relative {rel:.3g}); eager "
+          f"{r['eager_loss'][0]:.6f} -> {r['eager_loss'][-1]:.6f}")
+    assert rel < 1e-5, f"{prefix}: the fast step's losses differ from the eager step's by {rel:.3g} (relative)"
+    return {f"{prefix}eager_step_s": round(t_e, 5), f"{prefix}fast_step_s": round(t_f, 5),
+            f"{prefix}fast_vs_eager_ratio": round(t_f / t_e, 3), f"{prefix}loss_max_abs_diff": max(diffs),
+            f"{prefix}loss_max_rel_diff": rel, f"{prefix}fast_warmup_s": round(r["fast_warmup_s"], 1)}
+
+
+def vs_eager_main(args):
+    cases = [("", Path(args.config), [], {})] if args.config else [
+        (prefix, ROOT / "configs/pretrain" / f, sets, opts) for prefix, f, sets, opts in VS_EAGER_CASES]
+    figures = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for prefix, config, sets, opts in cases:
+            figures.update(vs_eager_case(prefix, config, sets, opts, Path(tmp), args))
     print(json.dumps(figures))
 
 

@@ -12,6 +12,7 @@ import torch
 
 from jepa_scale.checkpoint.checkpointer import Checkpointer, CheckpointPlan
 from jepa_scale.data.seeds import micro_batch_ids
+from jepa_scale.distributed import fast_step
 from jepa_scale.distributed.build import build_engine, micro_batches
 from jepa_scale.distributed.env import local_processes, post_step
 from jepa_scale.distributed.engine import Engine
@@ -47,6 +48,9 @@ class Trainer:
         model_set = self.recipe.build_models()
         if cfg.distributed.compile:
             compile_units(model_set, cfg.distributed.compile_backend)
+        if cfg.distributed.cpu_fast_step:
+            fast_step.check_engine(e)
+            fast_step.prepare(model_set, cfg.distributed.compile_backend)
         e.setup(model_set, self.recipe.optimizer)
         self.task = TASKS.get(task)(cfg, self.recipe, e)
         plan = CheckpointPlan.pretraining(cfg, self.recipe.official_state, self.recipe.checkpoint_prefix)

@@ -255,6 +255,11 @@ class DistributedConfig:  # ours
     checkpoint_every: int = 2
     compile: bool = False  # torch.compile each encoder and predictor block (before sharding)
     compile_backend: str = "inductor"
+    # the faster single-process CPU step (jepa_scale/distributed/fast_step.py): every block torch.compiled with
+    # compile_backend (forward and backward), patch embedding as one GEMM instead of oneDNN's strided convolution.
+    # Same losses to float rounding (bench/step_time.py --vs-eager, tests/test_fast_step.py); off by default
+    # because the first steps pay the compile (about a minute per model kind on 2 cores, less with a warm cache)
+    cpu_fast_step: bool = False
     micro_batch_size: Optional[int] = None  # per-device micro-batch; data.batch_size / it micro-batches accumulate
     # a collective that waits longer (a rank died or hangs) ends the job instead of PyTorch's 30-minute wait
     collective_timeout_s: int = 600
@@ -396,6 +401,10 @@ class PretrainConfig:
         need(not (mamba_pred and m.pred_num_heads is not None), "model.pred_num_heads",
              "the Mamba predictor (model.pred_type: mamba) has no heads: remove it")
         need(not (mamba and m.use_rope), "model.use_rope", "VideoMamba uses its fixed sin-cos table, not RoPE")
+        # the chunked scan's Python loops would be unrolled into one huge graph per length: not compiled yet
+        need(not (self.distributed.cpu_fast_step and (mamba or mamba_pred)), "distributed.cpu_fast_step",
+             "does not apply to VideoMamba backbones or the Mamba predictor yet (their selective scan is not "
+             "compiled): set it false")
 
     def _recipe_problems(self, need):
         """The V2 keys V1 does not run (the V2 root, config/vjepa2_schema.py, implements them)."""
@@ -432,6 +441,12 @@ def run_problems(need, logging, distributed, batch_size: int):
          f"must be none, full or every_k, got {dc.activation_checkpointing!r}")
     need(dc.checkpoint_every > 0, "distributed.checkpoint_every", "must be positive")
     need(dc.collective_timeout_s > 0, "distributed.collective_timeout_s", "must be positive")
+    # the compiled units are not wrapped for DDP/FSDP/ZeRO here, and distributed.compile is the option for them
+    need(not dc.cpu_fast_step or dc.engine in ("auto", "single"), "distributed.cpu_fast_step",
+         f"is for the single-process engine only (distributed.engine: single or auto), got {dc.engine!r}; use "
+         f"distributed.compile for ddp, fsdp and deepspeed")
+    need(not (dc.cpu_fast_step and dc.compile), "distributed.compile",
+         "cpu_fast_step compiles the blocks itself: set one of distributed.compile and distributed.cpu_fast_step")
     if dc.micro_batch_size is not None:
         need(dc.micro_batch_size > 0 and batch_size % dc.micro_batch_size == 0, "distributed.micro_batch_size",
              f"must divide data.batch_size={batch_size}, got {dc.micro_batch_size}")

@@ -182,9 +182,24 @@ class PatchEmbed(nn.Module):
             self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=k, stride=k)
         else:
             self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.as_gemm = False  # the fast CPU step's form (distributed.cpu_fast_step): same sums, one GEMM
 
     def forward(self, x):
+        if self.as_gemm:
+            return self._gemm_forward(x)
         return self.proj(x).flatten(2).transpose(1, 2)  # tokens in (t, h, w) order
+
+    def _gemm_forward(self, x):
+        # non-overlapping patches make the convolution a GEMM over unfolded patches; on CPU oneDNN's 3-D
+        # convolution and its weight gradient are slower than it (bench/step_time.py --vs-eager)
+        w, k = self.proj.weight, self.proj.kernel_size
+        grid = [s // kk for s, kk in zip(x.shape[2:], k)]
+        x = x[(..., *(slice(0, g * kk) for g, kk in zip(grid, k)))]  # a remainder is dropped, as by the conv
+        split = [d for g, kk in zip(grid, k) for d in (g, kk)]
+        n = len(k)
+        order = [0, *range(2, 2 + 2 * n, 2), 1, *range(3, 3 + 2 * n, 2)]  # (B, grid..., C, kernel...)
+        patches = x.reshape(x.size(0), x.size(1), *split).permute(order).reshape(x.size(0), -1, w[0].numel())
+        return F.linear(patches, w.reshape(w.size(0), -1), self.proj.bias)
 
 
 def patch_conv_flops(conv: nn.Module, tokens: int) -> float:
@@ -230,6 +245,10 @@ class PatchInput:
         # a frozen Parameter, not a buffer, so the state dict matches the official layout; V2 (RoPE) has none
         self.pos_embed = None if use_rope else nn.Parameter(torch.zeros(1, self.num_patches, embed_dim),
                                                             requires_grad=False)
+
+    def set_patch_gemm(self, on: bool):
+        """Patch embedding as one GEMM (the fast CPU step) or the convolution (default); same weights."""
+        self.patch_embed.as_gemm = on
 
     def reset_pos_embed(self):
         if self.pos_embed is None:
