@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from jepa_scale.config import load_config
+from jepa_scale.config import ConfigError, load_config
 from jepa_scale.models import BACKBONES
 from jepa_scale.models.videomamba import BiMambaMixer, MambaBlock, VideoMamba
 from jepa_scale.monitor.flops import counted_flops
@@ -164,3 +164,29 @@ def test_config_keys_for_videomamba_are_checked_by_name():
         load_config(TINY, ["model.use_rope=true"])
     m16 = load_config(ROOT / "configs" / "pretrain" / "videomamba_m16.yaml")
     assert (m16.model.model_name, m16.model.pred_embed_dim, m16.optimization.lr) == ("videomamba_middle", 144, 1.875e-5)
+
+
+PROBE = ROOT / "configs" / "evals" / "tiny_cpu_probe_videomamba.yaml"
+
+
+def test_the_eval_builds_the_runs_mamba_options():
+    """A run trained with mamba_divide_out computes another function with the same weights: the eval must build
+    it so (a strict load cannot tell). mamba_dt_init sets the random-init baseline's dt bias."""
+    from jepa_scale.evals.backbone import build_encoder
+    from jepa_scale.evals.spec import eval_spec
+
+    plain = build_encoder(eval_spec(load_config(PROBE)))
+    halved = build_encoder(eval_spec(load_config(PROBE, ["pretrain.mamba_divide_out=true"])))
+    assert all(b.mixer.divide_out for b in halved.blocks) and not any(b.mixer.divide_out for b in plain.blocks)
+    mamba_dt = build_encoder(eval_spec(load_config(PROBE, ["pretrain.mamba_dt_init=mamba"])))
+    bias = lambda enc: enc.blocks[0].mixer.dt_proj.bias  # noqa: E731
+    assert torch.count_nonzero(bias(plain)) == 0 and torch.count_nonzero(bias(mamba_dt)) == bias(mamba_dt).numel()
+
+
+@pytest.mark.parametrize("more, key", [
+    (["pretrain.mamba_dt_init=zero"], "pretrain.mamba_dt_init"),
+    (["pretrain.model_name=vit_tiny", "pretrain.mamba_divide_out=true"], "pretrain.mamba_divide_out"),
+])
+def test_eval_mamba_options_are_checked_by_key(more, key):
+    with pytest.raises(ConfigError, match=rf": {key}: "):
+        load_config(PROBE, more)

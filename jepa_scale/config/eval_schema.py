@@ -125,6 +125,10 @@ class V1Pretrain(EncoderOverrides):
     checkpoint: str = "jepa-latest.pth.tar"
     write_tag: str = "jepa"
     modality_embed: bool = False  # ours: an AV-JEPA backbone trained with model.modality_embed (needs audio:)
+    # ours, VideoMamba backbones: the run's model.mamba_divide_out (changes the forward: must match the run) and
+    # model.mamba_dt_init (only the random-init baseline's dt bias depends on it)
+    mamba_divide_out: bool = False
+    mamba_dt_init: str = "videomamba"
 
 
 @dataclass
@@ -196,6 +200,16 @@ def _optim_problems(need, prefix: str, o):
     need(o.batch_size > 0, f"{prefix}.batch_size", "must be positive")
 
 
+def _mamba_backbone_problems(need, pt: V1Pretrain):
+    from jepa_scale.models.videomamba import MAMBA_PRESETS
+
+    need(pt.mamba_dt_init in ("videomamba", "mamba"), "pretrain.mamba_dt_init",
+         f"must be videomamba or mamba, got {pt.mamba_dt_init!r}")
+    for key, default in (("mamba_divide_out", False), ("mamba_dt_init", "videomamba")):
+        need(getattr(pt, key) == default or pt.model_name in MAMBA_PRESETS, f"pretrain.{key}",
+             f"is a VideoMamba option and {pt.model_name!r} is not a VideoMamba backbone: remove it")
+
+
 def _av_backbone_problems(need, audio: AudioConfig | None, pt: V1Pretrain):
     if audio is None:
         need(not pt.modality_embed, "pretrain.modality_embed", "is an AV-JEPA encoder option: it needs the run's "
@@ -225,6 +239,7 @@ class EvalV1VideoConfig(_Root):
              f"{o.resolution} is not divisible by pretrain.patch_size={pt.patch_size}")
         need(pt.frame_step > 0, "pretrain.frame_step", "must be positive")
         _av_backbone_problems(need, self.audio, pt)
+        _mamba_backbone_problems(need, pt)
 
 
 @dataclass

@@ -98,7 +98,9 @@ def encoder_config(model_name: str, overrides, *, resolution: int, frames: int, 
         (PretrainConfig(), {})
     model = dataclasses.replace(base.model, model_name=model_name, uniform_power=uniform_power, use_rope=use_rope,
                                 embed_dim=overrides.embed_dim, depth=overrides.depth, num_heads=overrides.num_heads,
-                                mlp_ratio=overrides.mlp_ratio, attention="sdpa" if use_sdpa else "math", **av)
+                                mlp_ratio=overrides.mlp_ratio, attention="sdpa" if use_sdpa else "math",
+                                mamba_divide_out=getattr(overrides, "mamba_divide_out", False),
+                                mamba_dt_init=getattr(overrides, "mamba_dt_init", "videomamba"), **av)
     data = dataclasses.replace(base.data, crop_size=resolution, num_frames=frames, tubelet_size=tubelet,
                                patch_size=patch)
     meta = dataclasses.replace(base.meta, use_sdpa=use_sdpa)
