@@ -47,8 +47,9 @@ def _shards(video_csv, tmp_path_factory, **opts):
     return out, records
 
 
-@pytest.fixture(scope="module", params=[dict(gop=4), dict(gop=8, bframes=3), dict(gop=16, bframes=2)],
-                ids=["gop4", "gop8_bf3", "gop16_bf2"])
+@pytest.fixture(scope="module", params=[dict(gop=4), dict(gop=8, bframes=3), dict(gop=16, bframes=2),
+                                        dict(gop=32, bframes=15)],
+                ids=["gop4", "gop8_bf3", "gop16_bf2", "gop32_bf15"])  # the last: make_shards' recommended one
 def shard(request, video_csv, tmp_path_factory):
     return _shards(video_csv, tmp_path_factory, **request.param)
 
