@@ -71,7 +71,8 @@ def main():
         better = sum(a > b for a, b in rows)
         print(f"{case}: mean {mean_a:.2f}% vs {mean_b:.2f}% ({mean_a - mean_b:+.2f} points; pretrained better on "
               f"{better} of {len(rows)} seeds)")
-        figures.update({f"{case}_pretrained_top1": [r[0] for r in rows], f"{case}_random_top1": [r[1] for r in rows],
+        figures.update({f"{case}_pretrained_top1": [round(r[0], 2) for r in rows],
+                        f"{case}_random_top1": [round(r[1], 2) for r in rows],
                         f"{case}_minus_random_points": round(mean_a - mean_b, 2),
                         f"{case}_vs_random_ratio": round(mean_a / mean_b, 3), f"{case}_seeds_better": better})
     print(json.dumps({**figures, "seeds": args.seeds, "val_clips": 240}))
