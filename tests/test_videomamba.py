@@ -190,3 +190,17 @@ def test_the_eval_builds_the_runs_mamba_options():
 def test_eval_mamba_options_are_checked_by_key(more, key):
     with pytest.raises(ConfigError, match=rf": {key}: "):
         load_config(PROBE, more)
+
+
+def test_an_eval_of_a_run_with_another_forward_is_refused(tmp_path):
+    """The run folder's config.yaml says how it was trained: a mamba_divide_out the eval does not build is an
+    error naming the key, before any model is built."""
+    from jepa_scale.checkpoint import CheckpointError
+    from jepa_scale.evals.backbone import check_run_options
+    from jepa_scale.evals.spec import eval_spec
+
+    (tmp_path / "config.yaml").write_text("model:\n  model_name: videomamba_tiny\n  mamba_divide_out: true\n")
+    source = str(tmp_path / "videomamba-jepa-latest.pth.tar")
+    with pytest.raises(CheckpointError, match=r"mamba_divide_out=True.*set pretrain.mamba_divide_out: True"):
+        check_run_options(eval_spec(load_config(PROBE)), source)
+    check_run_options(eval_spec(load_config(PROBE, ["pretrain.mamba_divide_out=true"])), source)

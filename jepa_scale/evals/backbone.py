@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+import yaml
 
 from jepa_scale.checkpoint import CheckpointError, load_strict, read_checkpoint
 from jepa_scale.config.avjepa_schema import AVJEPAConfig
@@ -56,6 +57,23 @@ def encoder_state(ckpt: dict, key: str, fallback: str | None, source: str) -> di
     raise CheckpointError(f"{source}: no '{key}' section (pretrain checkpoint_key; has: {', '.join(sorted(ckpt))})")
 
 
+# model keys that change a backbone's forward but not its weights: a strict load cannot catch a mismatch
+FORWARD_ONLY_KEYS = ("mamba_divide_out",)
+
+
+def check_run_options(spec, source: str):
+    """A checkpoint inside one of our run folders: its config.yaml must agree with the eval on FORWARD_ONLY_KEYS."""
+    run_config = Path(source).parent / "config.yaml"
+    if not source or not run_config.is_file():
+        return
+    trained = (yaml.safe_load(run_config.read_text()) or {}).get("model") or {}
+    for key in FORWARD_ONLY_KEYS:
+        ours = getattr(spec.encoder_cfg.model, key)
+        if key in trained and trained[key] != ours:
+            raise CheckpointError(f"{run_config}: the run trained with model.{key}={trained[key]!r}, the eval "
+                                  f"builds {ours!r}: set pretrain.{key}: {trained[key]!r}")
+
+
 def load_encoder(spec, checkpoint: str | None = None, seed: int = 0) -> nn.Module:
     """The frozen encoder in eval mode: `checkpoint` (default: the spec's) loaded strictly; "" keeps the random
     init. Any missing, unexpected or mis-shaped key raises CheckpointError naming them."""
@@ -64,6 +82,7 @@ def load_encoder(spec, checkpoint: str | None = None, seed: int = 0) -> nn.Modul
         placeholder = " (the official config's placeholder)" if "your_" in str(source) else ""
         raise CheckpointError(f"{source}: pretrained checkpoint not found{placeholder}; set it with "
                               f"{spec.checkpoint_from} (--set ...)")
+    check_run_options(spec, source)
     encoder = build_encoder(spec, seed)
     if source:
         ckpt = read_pretrained(source)
