@@ -40,10 +40,10 @@ def probe_set(folder: Path) -> Path:
     return folder
 
 
-def top1s(case: str, seed: int, videos: Path, out: Path) -> tuple[float, float]:
-    """(pretrained, random-init) top-1 of one probe seed."""
-    config, more, run = CASES[case]
-    sets = [*more, f"pretrain.folder={ROOT / run}", f"probe.seed={seed}", "probe.overwrite=true",
+def top1s(case: str, seed: int, videos: Path, out: Path, run: str) -> tuple[float, float]:
+    """(pretrained, random-init) top-1 of one probe seed, the backbone read from the run folder `run`."""
+    config, more, _ = CASES[case]
+    sets = [*more, f"pretrain.folder={run}", f"probe.seed={seed}", "probe.overwrite=true",
             f"data.dataset_train={videos / 'train.csv'}", f"data.dataset_val={videos / 'val.csv'}"]
     path = ROOT / "configs" / "evals" / config
     pretrained = evaluate(load_config(path, [*sets, f"probe.output_folder={out / case / f's{seed}'}"]))
@@ -57,14 +57,17 @@ def main():
     p.add_argument("--cases", nargs="+", choices=sorted(CASES), default=["av_video", "videomamba"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--out", default=str(ROOT / "demo_out" / "probe_vs_random"))
+    p.add_argument("--run", help="the pretraining run folder to probe (one case only; default: the case's own)")
     args = p.parse_args()
-    for case in args.cases:
-        run = ROOT / CASES[case][2]
+    if args.run and len(args.cases) != 1:
+        p.error("--run names the run of one case: give one --cases")
+    runs = {case: Path(args.run) if args.run else ROOT / CASES[case][2] for case in args.cases}
+    for case, run in runs.items():
         if not run.is_dir():
             sys.exit(f"{case}: no pretraining run at {run}; train it first (see the commands in this file's help)")
     videos, figures = probe_set(VIDEOS), {}
     for case in args.cases:
-        rows = [top1s(case, s, videos, Path(args.out)) for s in args.seeds]
+        rows = [top1s(case, s, videos, Path(args.out), str(runs[case].resolve())) for s in args.seeds]
         for seed, (a, b) in zip(args.seeds, rows):
             print(f"{case} seed {seed}: pretrained {a:.2f}%  random-init {b:.2f}%  difference {a - b:+.2f} points")
         mean_a, mean_b = statistics.mean(r[0] for r in rows), statistics.mean(r[1] for r in rows)
