@@ -27,12 +27,6 @@ from jepa_scale.tasks import TASKS
 log = logging.getLogger(__name__)
 
 
-def compile_units(model_set, backend: str):
-    """torch.compile every module's units in place, before an engine wraps or shards them."""
-    for module in model_set.all().values():
-        module.compile_units(backend)
-
-
 class Trainer:
     def __init__(self, cfg, engine: Engine | None = None, decoder=None, local_rank: int | None = None,
                  task: str = "pretrain"):
@@ -47,7 +41,7 @@ class Trainer:
         self.recipe = RECIPES.get(cfg.recipe)(cfg)
         model_set = self.recipe.build_models()
         if cfg.distributed.compile:
-            compile_units(model_set, cfg.distributed.compile_backend)
+            model_set.compile_units(cfg.distributed.compile_backend)
         if cfg.distributed.cpu_fast_step:
             fast_step.check_engine(e)
             fast_step.prepare(model_set, cfg.distributed.compile_backend)

@@ -201,10 +201,10 @@ def _optim_problems(need, prefix: str, o):
 
 
 def _mamba_backbone_problems(need, pt: V1Pretrain):
-    from jepa_scale.models.videomamba import MAMBA_PRESETS
+    from jepa_scale.models.videomamba import MAMBA_DT_INITS, MAMBA_PRESETS
 
-    need(pt.mamba_dt_init in ("videomamba", "mamba"), "pretrain.mamba_dt_init",
-         f"must be videomamba or mamba, got {pt.mamba_dt_init!r}")
+    need(pt.mamba_dt_init in MAMBA_DT_INITS, "pretrain.mamba_dt_init",
+         f"must be {' or '.join(MAMBA_DT_INITS)}, got {pt.mamba_dt_init!r}")
     for key, default in (("mamba_divide_out", False), ("mamba_dt_init", "videomamba")):
         need(getattr(pt, key) == default or pt.model_name in MAMBA_PRESETS, f"pretrain.{key}",
              f"is a VideoMamba option and {pt.model_name!r} is not a VideoMamba backbone: remove it")

@@ -368,8 +368,6 @@ class PretrainConfig:
              f"must be one of {', '.join(VARIANTS)}, got {m.rope_variant!r}")
         need(m.attention in ("sdpa", "math", "xformers"), "model.attention",
              f"must be sdpa, math or xformers, got {m.attention!r}")
-        need(m.mamba_dt_init in ("videomamba", "mamba"), "model.mamba_dt_init",
-             f"must be videomamba or mamba, got {m.mamba_dt_init!r}")
         need(0 <= m.drop_path < 1, "model.drop_path", f"must be in [0, 1), got {m.drop_path}")
         self._mamba_problems(need)
         need(o.lr_schedule in ("cosine", "constant", "linear"), "optimization.lr_schedule",
@@ -383,9 +381,11 @@ class PretrainConfig:
 
     def _mamba_problems(self, need):
         """The VideoMamba options (encoder and predictor) and the predictor kind."""
-        from jepa_scale.models.videomamba import MAMBA_PRESETS
+        from jepa_scale.models.videomamba import MAMBA_DT_INITS, MAMBA_PRESETS
 
         m = self.model
+        need(m.mamba_dt_init in MAMBA_DT_INITS, "model.mamba_dt_init",
+             f"must be {' or '.join(MAMBA_DT_INITS)}, got {m.mamba_dt_init!r}")
         need(m.pred_type in ("transformer", "mamba"), "model.pred_type",
              f"must be transformer or mamba, got {m.pred_type!r}")
         mamba, mamba_pred = m.model_name in MAMBA_PRESETS, m.pred_type == "mamba"

@@ -74,6 +74,6 @@ def prepare(model_set: ModelSet, backend: str) -> ModelSet:
     for module in model_set.all().values():
         if isinstance(module, PatchInput):
             module.set_patch_gemm(True)
-        module.compile_units(backend)
+    model_set.compile_units(backend)
     log.info("%s: units compiled with %s (the first steps compile them: slower)", KEY, backend)
     return model_set

@@ -32,6 +32,12 @@ class ModelSet:
         """Every module, trainable ones first (the order of checkpoints and of sharding)."""
         return {**self.trainable, **self.frozen}
 
+    def compile_units(self, backend: str):
+        """torch.compile every module's units in place, before an engine wraps or shards them (parameter names
+        unchanged, so checkpoints are the eager modules')."""
+        for module in self.all().values():
+            module.compile_units(backend)
+
     def map(self, fn) -> "ModelSet":
         """The same set with every module replaced by fn(name, module)."""
         return ModelSet({n: fn(n, m) for n, m in self.trainable.items()}, {n: fn(n, m) for n, m in self.frozen.items()},

@@ -63,8 +63,8 @@ FORWARD_ONLY_KEYS = ("mamba_divide_out",)
 
 def check_run_options(spec, source: str):
     """A checkpoint inside one of our run folders: its config.yaml must agree with the eval on FORWARD_ONLY_KEYS."""
-    run_config = Path(source).parent / "config.yaml"
-    if not source or not run_config.is_file():
+    run_config = Path(source).parent / "config.yaml" if source else None
+    if run_config is None or not run_config.is_file():
         return
     trained = (yaml.safe_load(run_config.read_text()) or {}).get("model") or {}
     for key in FORWARD_ONLY_KEYS:

@@ -24,6 +24,7 @@ class MambaPreset:
     head_dim: int = 64  # only for what asks for heads: a V1 predictor's or a probe's default head count
 
 
+MAMBA_DT_INITS = ("videomamba", "mamba")  # model.mamba_dt_init: upstream's dt bias 0, or Mamba's init
 MAMBA_PRESETS = {
     "videomamba_tiny": MambaPreset(192, 24, head_dim=96),  # the JEPA fork passes head_dim=96 for tiny
     "videomamba_small": MambaPreset(384, 24),
