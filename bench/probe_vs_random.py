@@ -6,7 +6,12 @@ The backbones are the tiny pretraining runs (trained beforehand; 20-30 minutes e
     python launch/pretrain.py --config configs/pretrain/tiny_cpu_av.yaml          # AV-JEPA, demo_out/run_av
     python launch/pretrain.py --config configs/pretrain/tiny_cpu_videomamba.yaml \\
         --set model.mamba_dt_init=mamba --set logging.folder=demo_out/run_videomamba_dtmamba
+    python data_tools/make_synthetic_videos.py --kind pan --out demo_out/pan_videos --num-videos 192
+    python launch/pretrain.py --config configs/pretrain/tiny_cpu.yaml \
+        --set data.datasets=[demo_out/pan_videos/videos.csv] --set logging.folder=demo_out/run_pan_vit  # vit_pan
     python bench/probe_vs_random.py [--cases av_video videomamba] [--seeds 0 1 2]
+
+The `*_pan` cases probe the "pan" videos (a texture sliding in one of 4 directions: motion-only classes).
 
 Prints top-1 per seed for both backbones and their difference; ends with one JSON line (the mean difference in
 points in `*_minus_random_points`; the ratio of mean top-1s, pretrained / random, in `*_vs_random_ratio`).
@@ -22,27 +27,33 @@ from jepa_scale.config import load_config
 from jepa_scale.evals.runner import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
-VIDEOS = ROOT / "demo_out" / "probe_videos_480"
-# case -> (eval config, overrides, the pretraining run folder it reads)
+# probe set -> (its folder, make_synthetic_videos.py arguments): 480 videos, half of them validation clips
+PROBE_SETS = {
+    "shapes": (ROOT / "demo_out" / "probe_videos_480", ["--kind", "shapes", "--audio"]),
+    "pan": (ROOT / "demo_out" / "pan_probe_480", ["--kind", "pan"]),
+}
+# case -> (eval config, overrides, the pretraining run folder it reads, probe set)
 CASES = {
-    "av_video": ("tiny_cpu_probe_av.yaml", ["probe.inputs=video"], "demo_out/run_av"),
-    "av_both": ("tiny_cpu_probe_av.yaml", ["probe.inputs=both"], "demo_out/run_av"),
+    "av_video": ("tiny_cpu_probe_av.yaml", ["probe.inputs=video"], "demo_out/run_av", "shapes"),
+    "av_both": ("tiny_cpu_probe_av.yaml", ["probe.inputs=both"], "demo_out/run_av", "shapes"),
     "videomamba": ("tiny_cpu_probe_videomamba.yaml", ["pretrain.mamba_dt_init=mamba"],
-                   "demo_out/run_videomamba_dtmamba"),
-    "vit": ("tiny_cpu_probe.yaml", [], "demo_out/run"),  # make demo's run
+                   "demo_out/run_videomamba_dtmamba", "shapes"),
+    "vit": ("tiny_cpu_probe.yaml", [], "demo_out/run", "shapes"),  # make demo's run
+    "vit_pan": ("tiny_cpu_probe.yaml", ["data.num_classes=4"], "demo_out/run_pan_vit", "pan"),
 }
 
 
-def probe_set(folder: Path) -> Path:
+def probe_set(name: str) -> Path:
+    folder, arguments = PROBE_SETS[name]
     if not (folder / "val.csv").exists():
         subprocess.run([sys.executable, str(ROOT / "data_tools/make_synthetic_videos.py"), "--out", str(folder),
-                        "--num-videos", "480", "--seed", "2", "--audio", "--val-fraction", "0.5"], check=True)
+                        "--num-videos", "480", "--seed", "2", "--val-fraction", "0.5", *arguments], check=True)
     return folder
 
 
 def top1s(case: str, seed: int, videos: Path, out: Path, run: str) -> tuple[float, float]:
     """(pretrained, random-init) top-1 of one probe seed, the backbone read from the run folder `run`."""
-    config, more, _ = CASES[case]
+    config, more = CASES[case][:2]
     sets = [*more, f"pretrain.folder={run}", f"probe.seed={seed}", "probe.overwrite=true",
             f"data.dataset_train={videos / 'train.csv'}", f"data.dataset_val={videos / 'val.csv'}"]
     path = ROOT / "configs" / "evals" / config
@@ -65,8 +76,9 @@ def main():
     for case, run in runs.items():
         if not run.is_dir():
             sys.exit(f"{case}: no pretraining run at {run}; train it first (see the commands in this file's help)")
-    videos, figures = probe_set(VIDEOS), {}
+    figures = {}
     for case in args.cases:
+        videos = probe_set(CASES[case][3])
         rows = [top1s(case, s, videos, Path(args.out), str(runs[case].resolve())) for s in args.seeds]
         for seed, (a, b) in zip(args.seeds, rows):
             print(f"{case} seed {seed}: pretrained {a:.2f}%  random-init {b:.2f}%  difference {a - b:+.2f} points")

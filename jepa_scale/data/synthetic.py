@@ -1,4 +1,7 @@
-"""Synthetic labelled videos: a shape moving across a textured background; class = shape x direction.
+"""Synthetic labelled videos. Two kinds:
+- "shapes": a shape moving across a textured background; class = shape x direction (12 classes).
+- "pan": a random smooth texture sliding across the frame; class = its direction (4 classes). Every frame alone
+  looks alike in every class: only the motion between frames tells the class.
 
 Real encoded files (mp4/H.264 by default), so the demo and tests exercise the same decode path as user data.
 With audio=True each video also has a sound: a tone whose pitch encodes the class (AAC, mono), for AV-JEPA.
@@ -49,6 +52,41 @@ def moving_shape_frames(label: int, num_frames: int, height: int, width: int, rn
         frame[y:y + size, x:x + size][mask] = color
         frames[t] = frame
     return frames
+
+
+PAN_SPEED = (0.4, 1.0)  # pixels a frame: a random ViT reads faster pans from pixels alone (measured, README)
+
+
+def _smooth_spectrum(height: int, width: int, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """The 2-D spectrum [3, height, width // 2 + 1] of a random texture: white noise low-passed by a Gaussian of
+    `sigma` pixels. Periodic, so a phase ramp shifts it by any fraction of a pixel without edges."""
+    fy, fx = np.fft.fftfreq(height)[:, None], np.fft.rfftfreq(width)[None, :]
+    kernel = np.exp(-2 * (np.pi * sigma) ** 2 * (fy ** 2 + fx ** 2))
+    return np.fft.rfft2(rng.standard_normal((3, height, width))) * kernel
+
+
+def panning_texture_frames(label: int, num_frames: int, height: int, width: int, rng: np.random.Generator,
+                           speed: tuple[float, float] = PAN_SPEED) -> np.ndarray:
+    """uint8 [T, H, W, 3] for class `label` of the "pan" kind: a random smooth texture (Gaussian-filtered noise,
+    sigma 2.5 px, each channel at mean 128 and std 48) moving in direction DIRECTIONS[label] at a speed drawn from
+    U(speed) pixels a frame, sub-pixel exact (a Fourier shift), all the video long."""
+    dx, dy = DIRECTIONS[label]
+    v = rng.uniform(*speed)
+    spectrum = _smooth_spectrum(height, width, 2.5, rng)
+    fy, fx = np.fft.fftfreq(height)[:, None], np.fft.rfftfreq(width)[None, :]
+    first = np.fft.irfft2(spectrum, s=(height, width))
+    mean, std = first.mean(axis=(1, 2), keepdims=True), first.std(axis=(1, 2), keepdims=True)
+    frames = np.empty((num_frames, height, width, 3), np.uint8)
+    for t in range(num_frames):
+        # content at (x, y) in frame 0 is at (x + dx v t, y + dy v t) in frame t
+        shifted = spectrum * np.exp(-2j * np.pi * v * t * (fx * dx + fy * dy))
+        image = (np.fft.irfft2(shifted, s=(height, width)) - mean) / std
+        frames[t] = np.clip(128 + 48 * image, 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    return frames
+
+
+# kind -> (frames of one video, number of classes, file name prefix)
+KINDS = {"shapes": (moving_shape_frames, NUM_CLASSES, "shape"), "pan": (panning_texture_frames, len(DIRECTIONS), "pan")}
 
 
 def class_tone_hz(label: int) -> float:
@@ -111,11 +149,18 @@ def _encode_audio(out, stream, wave: np.ndarray, rate: int):
 
 def make_moving_shapes(out_dir: str | Path, num_videos: int = 48, num_frames: int = 48, height: int = 128,
                        width: int = 160, fps: int = 8, seed: int = 0, progress: bool = False, audio: bool = False,
-                       audio_rate: int = 16000) -> Path:
-    """Write `num_videos` mp4 files (classes round-robin) and `videos.csv` in the official format; returns the CSV.
+                       audio_rate: int = 16000, kind: str = "shapes", frame_options: dict | None = None) -> Path:
+    """Write `num_videos` mp4 files of `kind` (a key of KINDS; classes round-robin; `frame_options`: keyword
+    arguments of its frame function, e.g. the pan's `speed`) and `videos.csv` in the official format; returns the
+    CSV.
     audio=True: each video also gets its class's tone (`class_tone`) for its whole duration, in files named
     `*_av.mp4` (a folder of silent videos is never taken for one with sound); the frames are the same either way
     (the sound draws from its own generator)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
+    make_frames, num_classes, prefix = KINDS[kind]
+    if audio and kind != "shapes":
+        raise ValueError("audio=True: the class tone is defined for the 'shapes' kind only")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -125,10 +170,10 @@ def make_moving_shapes(out_dir: str | Path, num_videos: int = 48, num_frames: in
         from tqdm import tqdm
         items = tqdm(items, desc="synthetic videos", unit="video")
     for i in items:
-        label = i % NUM_CLASSES
-        path = out_dir / f"shape_{i:04d}_c{label:02d}{'_av' if audio else ''}.mp4"
+        label = i % num_classes
+        path = out_dir / f"{prefix}_{i:04d}_c{label:02d}{'_av' if audio else ''}.mp4"
         if not path.exists():
-            frames = moving_shape_frames(label, num_frames, height, width, rng)
+            frames = make_frames(label, num_frames, height, width, rng, **(frame_options or {}))
             sound = class_tone(label, num_frames / fps, audio_rate, np.random.default_rng((seed, i))) if audio else None
             write_video(path, frames, fps=fps, audio=sound, audio_rate=audio_rate)
         lines.append(f"{path.resolve()} {label}\n")
